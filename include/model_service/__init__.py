@@ -1,0 +1,1 @@
+"""Reference implementation of the painting defect-detection model service (local stand-in)."""

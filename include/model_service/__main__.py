@@ -1,0 +1,67 @@
+"""CLI of the reference model service: ``python -m include.model_service [options]``.
+
+Runs uvicorn on 127.0.0.1:8001 by default, fitting the model on the committed sample CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "sample_data" / "painting_sample.csv"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options and serve the app with uvicorn until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m include.model_service",
+        description="Reference painting defect-detection model service.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8001, help="port (default 8001)")
+    parser.add_argument(
+        "--data", default=str(DEFAULT_DATA), help="CSV to fit the model on (default: sample)"
+    )
+    parser.add_argument(
+        "--anomaly-body",
+        choices=("flat", "predictions"),
+        default="flat",
+        help="200 body: the flat record (the contract) or {'predictions': [record]}",
+    )
+    parser.add_argument(
+        "--no-model", action="store_true", help="start without a model (/predict/ answers 500)"
+    )
+    parser.add_argument("--issue-log", default=None, help="append anomalies to this JSONL file")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    args = parser.parse_args(argv)
+
+    # Imported here so that --help stays instant.
+    import uvicorn
+
+    from include.model_service import app as app_module
+
+    data = None if args.no_model else args.data
+    if data is not None and not Path(data).is_file():
+        print(f"warning: {data} not found; serving without a model", file=sys.stderr)
+    common = {"host": args.host, "port": args.port, "log_level": "warning", "access_log": False}
+    if args.workers > 1:
+        # Worker processes rebuild the app from an import string, so settings travel via env.
+        os.environ[app_module.ENV_DATA] = data or ""
+        os.environ[app_module.ENV_ANOMALY_BODY] = args.anomaly_body
+        os.environ[app_module.ENV_ISSUE_LOG] = args.issue_log or ""
+        uvicorn.run(
+            "include.model_service.app:create_app_from_env",
+            factory=True,
+            workers=args.workers,
+            **common,
+        )
+    else:
+        app = app_module.create_app(data, anomaly_body=args.anomaly_body, issue_log=args.issue_log)
+        uvicorn.run(app, **common)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

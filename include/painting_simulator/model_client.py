@@ -1,0 +1,228 @@
+"""Talk to the defect-detection model service: retries, and what each answer means.
+
+The HTTP transport is injected (the DAG passes a function built on Airflow's ``HttpHook``), so
+the rules here are plain Python and unit-tested without a network:
+
+* ``204``                                  -> normal
+* ``200`` with a flat record (``issue`` set) -> anomaly
+* ``200`` with ``{"predictions": [record]}`` -> anomaly (``[]`` -> normal)
+* ``200`` that is not such a record          -> error (contract violation)
+* ``4xx`` (e.g. 422)                         -> error, with the status and the service's message
+* ``5xx``, timeouts, connection errors       -> retried with exponential back-off; still failing
+  after the last attempt -> error (or, when the service could not be reached at all, the
+  window fails: see :func:`call_window`).
+
+The original simulator only looked for a ``predictions`` list, so every flat 200 record (the
+real service's anomaly answer) was logged as normal. Here both shapes count.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+ANOMALY = "anomaly"
+NORMAL = "normal"
+ERROR = "error"
+
+# Longest wait honoured from a Retry-After header, so one answer cannot stall a window.
+MAX_RETRY_AFTER_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What the service answered: status, body text and the Retry-After header (seconds)."""
+
+    status: int
+    text: str
+    retry_after: float | None = None
+
+
+class TransportError(Exception):
+    """No HTTP answer at all: connection refused/reset, DNS failure or timeout."""
+
+
+class ModelServiceUnreachable(RuntimeError):
+    """The model service could not be reached for a window: the run must fail and be retried."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict on one row: ``kind`` is anomaly, normal or error."""
+
+    kind: str
+    prediction: Any = None
+    error: str | None = None
+    status: int | None = None
+
+
+def _service_message(text: str, limit: int = 500) -> str:
+    """The service's own explanation: FastAPI's ``detail`` when there is one, else the text."""
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text.strip()[:limit]
+    if isinstance(payload, dict) and "detail" in payload:
+        return json.dumps(payload["detail"], ensure_ascii=False)[:limit]
+    return json.dumps(payload, ensure_ascii=False)[:limit]
+
+
+def _is_record(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("issue"), str) and bool(value["issue"])
+
+
+def classify(answer: HttpAnswer) -> Outcome:
+    """Turn a final (non-retryable) HTTP answer into an :class:`Outcome`."""
+    status = answer.status
+    if status == 204:
+        return Outcome(NORMAL)
+    if status == 200:
+        try:
+            payload = json.loads(answer.text)
+        except ValueError:
+            shown = answer.text.strip()[:200] or "an empty body"
+            return Outcome(ERROR, error=f"200 answer is not JSON: {shown}", status=status)
+        if isinstance(payload, dict) and "predictions" in payload:
+            predictions = payload["predictions"]
+            if not isinstance(predictions, list):
+                return Outcome(ERROR, error="200 answer: 'predictions' is not a list", status=200)
+            if not predictions:
+                return Outcome(NORMAL)
+            if len(predictions) == 1 and _is_record(predictions[0]):
+                return Outcome(ANOMALY, prediction=predictions[0])
+            return Outcome(
+                ERROR,
+                error=f"200 answer: expected one prediction record with an issue for one row, "
+                f"got {json.dumps(predictions, ensure_ascii=False)[:300]}",
+                status=200,
+            )
+        if _is_record(payload):
+            return Outcome(ANOMALY, prediction=payload)
+        return Outcome(
+            ERROR,
+            error="200 answer is not an anomaly record (no 'issue'): "
+            + json.dumps(payload, ensure_ascii=False)[:300],
+            status=200,
+        )
+    if 400 <= status < 500:
+        return Outcome(
+            ERROR,
+            error=f"model service rejected the row ({status}): {_service_message(answer.text)}",
+            status=status,
+        )
+    if status >= 500:
+        return Outcome(
+            ERROR,
+            error=f"model service failed ({status}): {_service_message(answer.text)}",
+            status=status,
+        )
+    return Outcome(ERROR, error=f"unexpected status {status}", status=status)
+
+
+def is_retryable(answer: HttpAnswer) -> bool:
+    """5xx answers are worth another attempt; anything else is final."""
+    return answer.status >= 500
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The outcome of one row after all attempts; ``reached`` is False if nothing ever answered."""
+
+    outcome: Outcome
+    attempts: int
+    reached: bool
+
+
+def send_with_retries(
+    post: Callable[[dict[str, Any]], HttpAnswer],
+    body: dict[str, Any],
+    *,
+    attempts: int = 3,
+    backoff_seconds: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CallResult:
+    """POST one body, retrying on transport errors and 5xx with back-off 1 s, 2 s, 4 s, ...
+
+    A ``Retry-After`` header on a 5xx answer is honoured (capped) when longer than the back-off.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    reached = False
+    last: Outcome | None = None
+    for attempt in range(1, attempts + 1):
+        delay = backoff_seconds * 2 ** (attempt - 1)
+        try:
+            answer = post(body)
+        except TransportError as exc:
+            last = Outcome(ERROR, error=f"model service unreachable: {exc}")
+        else:
+            reached = True
+            if not is_retryable(answer):
+                return CallResult(classify(answer), attempt, reached=True)
+            last = classify(answer)
+            if answer.retry_after is not None:
+                delay = max(delay, min(answer.retry_after, MAX_RETRY_AFTER_SECONDS))
+        if attempt < attempts:
+            sleep(delay)
+    assert last is not None
+    return CallResult(last, attempts, reached=reached)
+
+
+def call_window(
+    items: Iterable[dict[str, Any]],
+    post: Callable[[dict[str, Any]], HttpAnswer],
+    *,
+    attempts: int = 3,
+    backoff_seconds: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]]:
+    """Send every mappable item of a window and return one result per item, in order.
+
+    ``items`` come from the pull step: ``{"source": ..., "body": ...}`` for a mapped row or
+    ``{"source": ..., "raw": ..., "error": ...}`` for a row that could not be mapped (not sent).
+
+    Raises :class:`ModelServiceUnreachable` when a row gets no answer at all and no earlier row
+    of the window was answered: the service is down, so the whole window is left to the task's
+    retry rather than recorded as errors (the position does not move).
+    """
+    results: list[dict[str, Any]] = []
+    any_answered = False
+    for item in items:
+        source = item["source"]
+        if "body" not in item:
+            results.append(
+                {
+                    "source": source,
+                    "kind": ERROR,
+                    "original_data": item.get("raw"),
+                    "error": item["error"],
+                }
+            )
+            continue
+        body = item["body"]
+        call = send_with_retries(
+            post, body, attempts=attempts, backoff_seconds=backoff_seconds, sleep=sleep
+        )
+        if not call.reached and not any_answered:
+            raise ModelServiceUnreachable(
+                f"{call.outcome.error} (blob {source['blob']!r} row {source['row']}, "
+                f"{call.attempts} attempts); the window will be sent again"
+            )
+        any_answered = any_answered or call.reached
+        result: dict[str, Any] = {
+            "source": source,
+            "kind": call.outcome.kind,
+            "original_data": body,
+            "attempts": call.attempts,
+        }
+        if call.outcome.kind == ANOMALY:
+            result["prediction"] = call.outcome.prediction
+        if call.outcome.kind == ERROR:
+            result["error"] = call.outcome.error
+            if call.outcome.status is not None:
+                result["status"] = call.outcome.status
+        results.append(result)
+    return results

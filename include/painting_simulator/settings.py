@@ -1,0 +1,120 @@
+"""Names and defaults shared by the DAGs, the local stack and the tests.
+
+One name per concept: the connection ids, Variable names and ledger file names below are the
+ones the README documents and the UI shows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+SERVICE_NAME = "painting-process-equipment"
+
+# Airflow connections (defined by the operator; nothing about them is hard-coded in a DAG).
+BLOB_CONN_ID = "painting_blob_storage"
+MODEL_CONN_ID = "painting_model_service"
+
+# Airflow Variables read at run time (so ``AIRFLOW_VAR_<NAME>`` environment variables work).
+VAR_CONTAINER = "painting_container"
+VAR_PREFIX = "painting_prefix"
+VAR_BATCH_SIZE = "painting_batch_size"
+VAR_OUTPUT_DIR = "painting_output_dir"
+VAR_REQUEST_TIMEOUT = "painting_request_timeout_seconds"
+VAR_REQUEST_ATTEMPTS = "painting_request_attempts"
+# Written by the simulator itself: where the next window starts.
+VAR_POSITION = "painting_position"
+
+DEFAULT_CONTAINER = "simulator-data"
+DEFAULT_PREFIX = "painting-process-equipment/"
+DEFAULT_BATCH_SIZE = 10
+DEFAULT_OUTPUT_SUBDIR = "painting_logs"
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
+DEFAULT_REQUEST_ATTEMPTS = 3
+
+PREDICT_ENDPOINT = "/predict/"
+
+# Ledgers (JSON lines) in the output directory.
+ANOMALY_LEDGER = "painting_issue_logs.jsonl"
+NORMAL_LEDGER = "painting_normal_logs.jsonl"
+ERROR_LEDGER = "painting_errors.jsonl"
+
+# Read at DAG-parse time: the schedule cannot come from a Variable without a DB query per parse.
+ENV_INTERVAL_MINUTES = "PAINTING_INTERVAL_MINUTES"
+DEFAULT_INTERVAL_MINUTES = 1.0
+
+
+def schedule_interval(environ: Mapping[str, str] = os.environ) -> timedelta:
+    """Return the simulator's schedule interval from ``PAINTING_INTERVAL_MINUTES`` (default 1).
+
+    Fractions are allowed (``0.25`` = every 15 seconds) so tests and demos can tick faster.
+    """
+    raw = environ.get(ENV_INTERVAL_MINUTES, "").strip()
+    if not raw:
+        return timedelta(minutes=DEFAULT_INTERVAL_MINUTES)
+    try:
+        minutes = float(raw)
+    except ValueError:
+        raise ValueError(
+            f"{ENV_INTERVAL_MINUTES}={raw!r} is not a number of minutes (e.g. 1, 5 or 0.5)"
+        ) from None
+    if not minutes > 0:
+        raise ValueError(f"{ENV_INTERVAL_MINUTES}={raw!r} must be greater than 0")
+    return timedelta(minutes=minutes)
+
+
+def default_output_dir(environ: Mapping[str, str] = os.environ) -> str:
+    """``$AIRFLOW_HOME/painting_logs`` (Airflow's own default home is ``~/airflow``)."""
+    home = environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
+    return os.path.join(home, DEFAULT_OUTPUT_SUBDIR)
+
+
+def _parse(name: str, raw: Any, kind: type, default: Any, minimum: float) -> Any:
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = kind(str(raw).strip())
+    except ValueError:
+        raise ValueError(
+            f"Airflow Variable {name}={raw!r} is not {'an integer' if kind is int else 'a number'}"
+        ) from None
+    if value < minimum:
+        raise ValueError(f"Airflow Variable {name}={raw!r} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The simulator's settings for one run, read from Airflow Variables at run time."""
+
+    container: str
+    prefix: str
+    batch_size: int
+    output_dir: str
+    request_timeout: float
+    request_attempts: int
+
+    @classmethod
+    def from_variables(
+        cls, get: Callable[[str], Any], environ: Mapping[str, str] = os.environ
+    ) -> RunConfig:
+        """Build from ``get(name) -> value or None`` (the DAG passes ``Variable.get``)."""
+        return cls(
+            container=get(VAR_CONTAINER) or DEFAULT_CONTAINER,
+            prefix=get(VAR_PREFIX) or DEFAULT_PREFIX,
+            batch_size=_parse(VAR_BATCH_SIZE, get(VAR_BATCH_SIZE), int, DEFAULT_BATCH_SIZE, 1),
+            output_dir=get(VAR_OUTPUT_DIR) or default_output_dir(environ),
+            request_timeout=_parse(
+                VAR_REQUEST_TIMEOUT,
+                get(VAR_REQUEST_TIMEOUT),
+                float,
+                DEFAULT_REQUEST_TIMEOUT_SECONDS,
+                0.001,
+            ),
+            request_attempts=_parse(
+                VAR_REQUEST_ATTEMPTS, get(VAR_REQUEST_ATTEMPTS), int, DEFAULT_REQUEST_ATTEMPTS, 1
+            ),
+        )

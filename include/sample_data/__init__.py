@@ -1,0 +1,1 @@
+"""Deterministic sample e-coating process data for local runs, demos and tests."""

@@ -1,0 +1,207 @@
+"""Start and stop the services of the local stack: Azurite and the reference model service.
+
+Used by ``make run`` (:mod:`scripts.run_local`) and by the test fixtures, so tests run against
+exactly what users run. Every process is started in its own session and stopped by its PID
+(never by name), and binds to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_CSV = REPO / "include" / "sample_data" / "painting_sample.csv"
+AZURITE_BLOB = REPO / "node_modules" / ".bin" / "azurite-blob"
+
+# Azurite's well-known development account: public, documented by Microsoft, not a secret.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+class PortInUseError(RuntimeError):
+    """A service cannot start because its port is taken (the message names both)."""
+
+
+class ServiceStartError(RuntimeError):
+    """A service exited or did not become ready; the message carries the end of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def tcp_ready(host: str, port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return True
+        return False
+
+    return check
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    return check
+
+
+class ServiceProcess:
+    """One long-running child process with a readiness check and a PID-based stop."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        ready: Callable[[], bool],
+        log_path: Path,
+        host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
+    ) -> None:
+        self.name, self.command, self.port, self.host = name, command, port, host
+        self.ready, self.log_path, self.env, self.cwd = ready, log_path, env, cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
+        if not port_is_free(self.port, self.host):
+            raise PortInUseError(
+                f"{self.name} cannot start: port {self.port} on {self.host} is already in use "
+                f"(stop what is using it, e.g. `ss -ltnp 'sport = :{self.port}'` shows it)"
+            )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.cwd,
+                env=self.env,
+                start_new_session=True,  # our own process group: Ctrl-C is ours to forward
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceStartError(
+                    f"{self.name} exited with code {self.process.returncode} while starting; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            if self.ready():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise ServiceStartError(
+            f"{self.name} was not ready on {self.host}:{self.port} after {timeout:.0f}s; "
+            f"log {self.log_path}:\n{self.log_tail()}"
+        )
+
+    def stop(self, grace: float = 15.0, sig: int = signal.SIGTERM) -> None:
+        """Signal our child's process group (by its PID), wait, then kill what is left."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def azurite(location: Path, port: int, log_path: Path, host: str = "127.0.0.1") -> ServiceProcess:
+    """Azurite's blob service (installed from npm into ``node_modules`` by ``make``)."""
+    if not AZURITE_BLOB.exists():
+        raise ServiceStartError(f"{AZURITE_BLOB} is missing: run `make install` (npm ci)")
+    location.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(AZURITE_BLOB),
+        "--blobHost", host, "--blobPort", str(port), "--location", str(location),
+        "--skipApiVersionCheck", "--disableTelemetry", "--loose",
+    ]  # fmt: skip
+    return ServiceProcess("Azurite (blob storage)", command, port, tcp_ready(host, port), log_path)
+
+
+def azurite_connection_string(port: int, host: str = "127.0.0.1", key: str = AZURITE_KEY) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
+        f"BlobEndpoint=http://{host}:{port}/{AZURITE_ACCOUNT};"
+    )
+
+
+def model_service(
+    port: int,
+    log_path: Path,
+    data: Path | None = SAMPLE_CSV,
+    extra_args: Iterable[str] = (),
+    host: str = "127.0.0.1",
+) -> ServiceProcess:
+    """The reference model service (``python -m include.model_service``)."""
+    command = [sys.executable, "-m", "include.model_service", "--host", host, "--port", str(port)]
+    command += ["--data", str(data)] if data is not None else ["--no-model"]
+    command += list(extra_args)
+    return ServiceProcess(
+        "reference model service", command, port, http_ready(f"http://{host}:{port}/health"),
+        log_path,
+    )  # fmt: skip
+
+
+def upload_blobs(
+    connection_string: str, container: str, blobs: dict[str, bytes], overwrite: bool = True
+) -> None:
+    """Create ``container`` if needed and upload ``{blob name: bytes}``."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(connection_string)
+    client = service.get_container_client(container)
+    with contextlib.suppress(ResourceExistsError):
+        client.create_container()
+    for name, data in blobs.items():
+        client.upload_blob(name, data, overwrite=overwrite)
