@@ -147,7 +147,9 @@ class Simulator:
         self.azurite.upload(self.container, {prefix + name: data for name, data in blobs.items()})
 
     def use_model_service(self, service: local_services.ServiceProcess) -> None:
-        self.monkeypatch.setenv("AIRFLOW_CONN_PAINTING_MODEL_SERVICE", http_connection(service.port))
+        self.monkeypatch.setenv(
+            "AIRFLOW_CONN_PAINTING_MODEL_SERVICE", http_connection(service.port)
+        )
 
     def set_variable(self, name: str, value: str) -> None:
         self.monkeypatch.setenv(f"AIRFLOW_VAR_{name.upper()}", value)

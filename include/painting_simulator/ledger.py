@@ -114,10 +114,12 @@ class Ledgers:
                 with open(self.path(kind), "rb") as fh:
                     fh.seek(offset)
                     for line in fh:
+                        if not line.endswith(b"\n"):
+                            continue  # a torn last line from a killed writer: not written
                         try:
                             record = json.loads(line)
                         except ValueError:
-                            continue  # a torn last line from a killed writer
+                            continue
                         if record.get("run_id") == run_id:
                             keys.add(_key(record))
             except FileNotFoundError:
@@ -156,13 +158,14 @@ class Ledgers:
             return 0
         path = self.path(kind)
         with self._locked():
+            # First cut what a killed writer left half-written, then see what is really there.
+            self._trim_torn_tail(path)
             receipts = self._load_receipts()
             offsets = receipts.get(run_id, {})
             done = self._keys_written(run_id, offsets) if offsets else set()
             fresh = [r for r in records if _key(r) not in done]
             if not fresh:
                 return 0
-            self._trim_torn_tail(path)
             if kind not in offsets:
                 offsets[kind] = os.path.getsize(path) if os.path.exists(path) else 0
                 receipts.pop(run_id, None)

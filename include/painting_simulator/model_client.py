@@ -8,7 +8,7 @@ the rules here are plain Python and unit-tested without a network:
 * ``200`` with ``{"predictions": [record]}`` -> anomaly (``[]`` -> normal)
 * ``200`` that is not such a record          -> error (contract violation)
 * ``4xx`` (e.g. 422)                         -> error, with the status and the service's message
-* ``5xx``, timeouts, connection errors       -> retried with exponential back-off; still failing
+* ``5xx``, ``429``, timeouts, conn. errors  -> retried with exponential back-off; still failing
   after the last attempt -> error (or, when the service could not be reached at all, the
   window fails: see :func:`call_window`).
 
@@ -123,8 +123,8 @@ def classify(answer: HttpAnswer) -> Outcome:
 
 
 def is_retryable(answer: HttpAnswer) -> bool:
-    """5xx answers are worth another attempt; anything else is final."""
-    return answer.status >= 500
+    """5xx and 429 (too many requests) are worth another attempt; anything else is final."""
+    return answer.status >= 500 or answer.status == 429
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,9 @@ def send_with_retries(
     backoff_seconds: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CallResult:
-    """POST one body, retrying on transport errors and 5xx with back-off 1 s, 2 s, 4 s, ...
+    """POST one body, retrying on transport errors, 5xx and 429 with back-off 1 s, 2 s, 4 s, ...
 
-    A ``Retry-After`` header on a 5xx answer is honoured (capped) when longer than the back-off.
+    A ``Retry-After`` header on a retryable answer is honoured (capped) when longer than the back-off.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")

@@ -44,14 +44,14 @@ def missing_columns(header: list[str] | tuple[str, ...]) -> list[str]:
     return [column for column in REQUIRED_COLUMNS if column not in present]
 
 
-def _text(row: Mapping[str, Any], column: str) -> str:
+def _text(row: Mapping[str, Any], column: str, strip: bool = True) -> str:
     if column not in row:
         raise RowMappingError(column, "missing")
     value = row[column]
-    text = "" if value is None else str(value).strip()
-    if not text:
+    text = "" if value is None else str(value)
+    if not text.strip():
         raise RowMappingError(column, "empty")
-    return text
+    return text.strip() if strip else text
 
 
 def _number(row: Mapping[str, Any], column: str) -> float:
@@ -70,7 +70,7 @@ def to_request_body(row: Mapping[str, Any]) -> dict[str, Any]:
     """Map a CSV row (column -> text) to the ``POST /predict/`` body, or raise RowMappingError."""
     body: dict[str, Any] = {
         "machineId": MACHINE_ID_PREFIX + _text(row, "machineId"),
-        "timeStamp": _text(row, "timeStamp"),
+        "timeStamp": _text(row, "timeStamp", strip=False),  # as written: the service parses it
     }
     for field, column in NUMERIC_FIELDS.items():
         body[field] = _number(row, column)

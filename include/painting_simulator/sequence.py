@@ -44,7 +44,7 @@ class Position:
         if not isinstance(value, dict) or not isinstance(value.get("blob"), str):
             raise ValueError(f"stored position {value!r} is not {{'blob': name, 'row': n}}")
         row = value.get("row", 0)
-        if not isinstance(row, int) or row < 0:
+        if not isinstance(row, int) or isinstance(row, bool) or row < 0:
             raise ValueError(f"stored position {value!r} has an invalid row")
         return cls(value["blob"], row)
 

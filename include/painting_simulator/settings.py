@@ -6,6 +6,7 @@ ones the README documents and the UI shows.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ ERROR_LEDGER = "painting_errors.jsonl"
 # Read at DAG-parse time: the schedule cannot come from a Variable without a DB query per parse.
 ENV_INTERVAL_MINUTES = "PAINTING_INTERVAL_MINUTES"
 DEFAULT_INTERVAL_MINUTES = 1.0
+MAX_INTERVAL_MINUTES = 366 * 24 * 60.0
 
 
 def schedule_interval(environ: Mapping[str, str] = os.environ) -> timedelta:
@@ -61,8 +63,11 @@ def schedule_interval(environ: Mapping[str, str] = os.environ) -> timedelta:
         raise ValueError(
             f"{ENV_INTERVAL_MINUTES}={raw!r} is not a number of minutes (e.g. 1, 5 or 0.5)"
         ) from None
-    if not minutes > 0:
-        raise ValueError(f"{ENV_INTERVAL_MINUTES}={raw!r} must be greater than 0")
+    if not 0 < minutes <= MAX_INTERVAL_MINUTES:
+        raise ValueError(
+            f"{ENV_INTERVAL_MINUTES}={raw!r} must be greater than 0 and at most "
+            f"{MAX_INTERVAL_MINUTES:.0f} (one year)"
+        )
     return timedelta(minutes=minutes)
 
 
@@ -81,8 +86,8 @@ def _parse(name: str, raw: Any, kind: type, default: Any, minimum: float) -> Any
         raise ValueError(
             f"Airflow Variable {name}={raw!r} is not {'an integer' if kind is int else 'a number'}"
         ) from None
-    if value < minimum:
-        raise ValueError(f"Airflow Variable {name}={raw!r} must be at least {minimum}")
+    if not (math.isfinite(value) and value >= minimum):
+        raise ValueError(f"Airflow Variable {name}={raw!r} must be at least {minimum} (and finite)")
     return value
 
 

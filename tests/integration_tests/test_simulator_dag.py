@@ -1,24 +1,298 @@
-"""The painting_simulator DAG run with dag.test() against real Azurite and the real model service."""
+"""The painting_simulator DAG, run with dag.test() against real Azurite and the real model service.
+
+Nothing here is mocked: blobs live in Azurite, every request goes over HTTP to the reference
+model service (started with the option under test), and the ledgers are read back from disk.
+"""
 
 from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
 HEADER = "machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_V_2,PT_jo_A_Main_1,PT_jo_TP,LineSpeed,Operator"
+PREFIX = "painting-process-equipment/"
+
+# Rows whose verdicts are known: typical readings are normal; the others break a rule of the
+# service (see CONTEXT.md) or cannot be mapped at all.
+NORMAL_1 = "2,2025-07-23T08:00:10,19.89,258.4,259.7,68.9,34.4,4.66,OP-01"
+NORMAL_2 = "3,2025-07-23T08:00:20,20.19,261.5,260.3,70.2,34.1,4.61,OP-01"
+VOLTAGE_TOO_HIGH = "4,2025-07-23T08:00:30,19.90,400.0,260.1,70.0,34.0,4.60,OP-02"
+TEMPERATURE_TOO_LOW = "1,2025-07-23T08:00:40,19.90,260.0,260.1,70.0,18.0,4.60,OP-02"
+THICK_TOO_HIGH = "2,2025-07-23T08:00:50,30.00,260.0,260.1,70.0,34.0,4.60,OP-02"
+BAD_TIMESTAMP = "3,not-a-time,19.90,260.0,260.1,70.0,34.0,4.60,OP-02"
+BAD_NUMBER = "4,2025-07-23T08:01:10,19.90,260.0,260.1,seventy,34.0,4.60,OP-02"
 
 
 def csv_bytes(*rows: str) -> bytes:
     return ("\n".join([HEADER, *rows]) + "\n").encode()
 
 
-def test_smoke(simulator):
-    simulator.upload({"a.csv": csv_bytes(
-        "2,2025-07-23T08:00:10,19.89,258.4,259.7,68.9,34.4,4.66,OP-01",
-        "3,2025-07-23T08:00:20,19.89,400,259.7,68.9,34.4,4.66,OP-01",
-    )})
-    simulator.set_variable("painting_batch_size", "2")
+def numbered_rows(count: int, machine: int = 1) -> bytes:
+    """``count`` normal rows; the minute field tells them apart in the ledgers."""
+    return csv_bytes(
+        *(
+            f"{machine},2025-07-23T09:{i:02d}:00,19.89,258.4,259.7,68.9,34.4,4.66,OP-01"
+            for i in range(count)
+        )
+    )
+
+
+def all_keys(simulator: Any, run_id: str) -> list[tuple[str, int]]:
+    keys = simulator.keys(run_id)
+    return sorted(keys["anomaly"] + keys["normal"] + keys["error"])
+
+
+def task_output(caplog: Any, capfd: Any) -> str:
+    """What the tasks logged: dag.test() runs them in-process, so their log records reach
+    pytest's log capture and the task runner's own lines reach this process's stdout."""
+    return caplog.text + capfd.readouterr().out
+
+
+def fast_retries(dag: Any) -> Any:
+    """Keep Airflow's task retries but make them quick (their policy is not under test here)."""
+    for task in dag.tasks:
+        task.retry_delay = timedelta(seconds=1)
+        task.retry_exponential_backoff = 0
+    return dag
+
+
+def test_a_known_window_gives_exactly_the_expected_verdicts(simulator, caplog, capfd):
+    rows = [
+        NORMAL_1,
+        VOLTAGE_TOO_HIGH,
+        TEMPERATURE_TOO_LOW,
+        THICK_TOO_HIGH,
+        BAD_TIMESTAMP,
+        BAD_NUMBER,
+        NORMAL_2,
+    ]
+    simulator.upload({"line.csv": csv_bytes(*rows)})
+    simulator.set_variable("painting_batch_size", "7")
+
     run = simulator.run()
-    print(run.state, simulator.ledgers(), simulator.position())
+
     assert run.state == "success"
+    blob = PREFIX + "line.csv"
+    ledgers = simulator.ledgers()
+    anomalies = {r["source"]["row"]: r for r in ledgers["anomaly"]}
+    normals = {r["source"]["row"]: r for r in ledgers["normal"]}
+    errors = {r["source"]["row"]: r for r in ledgers["error"]}
+    assert {row: r["prediction"]["issue"] for row, r in anomalies.items()} == {
+        1: "PAINT-EQ-VOL-INVALID",
+        2: "PAINT-EQ-TEM-INVALID",
+        3: "PAINT-EQ-MCH",
+    }
+    assert sorted(normals) == [0, 6]
+    assert sorted(errors) == [4, 5]
+
+    # Every record carries the common fields.
+    for record in [*anomalies.values(), *normals.values(), *errors.values()]:
+        assert record["service_name"] == "painting-process-equipment"
+        assert record["run_id"] == run.run_id
+        assert record["source"]["blob"] == blob
+        assert record["timestamp"].endswith("Z")
+
+    # The request body is the original simulator's mapping, field for field.
+    assert normals[0]["original_data"] == {
+        "machineId": "PAINT-2",
+        "timeStamp": "2025-07-23T08:00:10",
+        "thick": 19.89,
+        "voltage": 258.4,
+        "current": 68.9,
+        "temper": 34.4,
+        "issue": "",
+        "isSolved": False,
+    }
+    # The anomaly record holds the model's answer: the request with the issue filled in.
+    assert anomalies[1]["prediction"] == {
+        **anomalies[1]["original_data"],
+        "issue": "PAINT-EQ-VOL-INVALID",
+    }
+    # 422 from the service: status and the service's own message.
+    assert errors[4]["status"] == 422
+    assert "timeStamp" in errors[4]["error"]
+    assert errors[4]["original_data"]["timeStamp"] == "not-a-time"
+    # A row that cannot be mapped is not sent: the error names blob, row and column.
+    assert "status" not in errors[5]
+    assert blob in errors[5]["error"]
+    assert "row 5" in errors[5]["error"]
+    assert "PT_jo_A_Main_1" in errors[5]["error"]
+    assert errors[5]["original_data"]["PT_jo_A_Main_1"] == "seventy"
+
+    assert simulator.position()["blob"] == blob
+    assert simulator.position()["row"] == 7
+
+    # Task logs: one readable line per anomaly, a one-line summary of the normals, one line
+    # per error.
+    out = task_output(caplog, capfd)
+    assert "ANOMALY PAINT-EQ-VOL-INVALID machine=PAINT-4 time=2025-07-23T08:00:30" in out
+    assert "ANOMALY PAINT-EQ-MCH machine=PAINT-2 time=2025-07-23T08:00:50" in out
+    assert "NORMAL 2 row(s) from machine(s) PAINT-2, PAINT-3" in out
+    assert f"ERROR {blob} row 4 status=422" in out
+
+
+def test_consecutive_runs_cross_the_blob_boundary_and_wrap(simulator):
+    simulator.upload({"b.csv": numbered_rows(3, machine=2), "a.csv": numbered_rows(4, machine=1)})
+    simulator.set_variable("painting_batch_size", "3")
+    a, b = PREFIX + "a.csv", PREFIX + "b.csv"
+    dag = simulator.dag()
+
+    windows = [all_keys(simulator, simulator.run(dag=dag).run_id) for _ in range(3)]
+
+    assert [run.state for run in simulator.runs] == ["success"] * 3
+    assert windows == [
+        [(a, 0), (a, 1), (a, 2)],
+        [(a, 3), (b, 0), (b, 1)],
+        [(a, 0), (a, 1), (b, 2)],  # b row 2, then wrap to the first blob
+    ]
+    assert simulator.position() | {"run_id": None, "window_start": None} == {
+        "blob": a,
+        "row": 2,
+        "run_id": None,
+        "window_start": None,
+    }
+
+
+@pytest.mark.parametrize("anomaly_body", ["flat", "predictions"])
+def test_a_200_answer_is_an_anomaly_in_both_shapes(simulator, start_model_service, anomaly_body):
+    """The original simulator logged flat 200 records as NORMAL; both shapes are anomalies."""
+    simulator.use_model_service(start_model_service("--anomaly-body", anomaly_body))
+    simulator.upload({"line.csv": csv_bytes(VOLTAGE_TOO_HIGH, NORMAL_1)})
+    simulator.set_variable("painting_batch_size", "2")
+
+    run = simulator.run()
+
+    assert run.state == "success"
+    ledgers = simulator.ledgers()
+    assert [r["source"]["row"] for r in ledgers["anomaly"]] == [0]
+    assert ledgers["anomaly"][0]["prediction"]["issue"] == "PAINT-EQ-VOL-INVALID"
+    assert [r["source"]["row"] for r in ledgers["normal"]] == [1]
+    assert ledgers["error"] == []
+
+
+def test_a_persistent_500_becomes_error_records_after_retries(simulator, start_model_service):
+    # A service whose model is not loaded answers 500 to every prediction (the real 500 case).
+    simulator.use_model_service(start_model_service(model=False))
+    simulator.upload({"line.csv": csv_bytes(NORMAL_1, VOLTAGE_TOO_HIGH)})
+    simulator.set_variable("painting_batch_size", "2")
+
+    run = simulator.run()
+
+    assert run.state == "success"  # the service answered: the window is recorded, not retried
+    errors = simulator.ledger("error")
+    assert [(r["source"]["row"], r["status"]) for r in errors] == [(0, 500), (1, 500)]
+    assert all("Model not loaded" in r["error"] for r in errors)
+    assert simulator.ledger("anomaly") == simulator.ledger("normal") == []
+    assert simulator.position()["row"] == 2
+
+
+def test_with_the_service_down_the_run_fails_and_the_next_run_resends_the_window(
+    simulator, start_model_service, model_service
+):
+    stopped = start_model_service()
+    stopped.stop()  # a real service that is no longer there: connections are refused
+    simulator.use_model_service(stopped)
+    simulator.set_variable("painting_request_attempts", "1")
+    simulator.upload({"line.csv": numbered_rows(5)})
+    simulator.set_variable("painting_batch_size", "2")
+    dag = fast_retries(simulator.dag())
+
+    failed = simulator.run(dag=dag)
+
+    assert failed.state == "failed"
+    call = next(ti for ti in failed.get_task_instances() if ti.task_id == "call_model_service")
+    assert call.state == "failed"
+    assert call.try_number == 1 + dag.get_task("call_model_service").retries  # Airflow retried
+    assert simulator.ledgers() == {"anomaly": [], "normal": [], "error": []}
+    assert simulator.position() is None  # the position did not move
+
+    simulator.use_model_service(model_service)
+    recovered = simulator.run(dag=dag)
+
+    assert recovered.state == "success"
+    blob = PREFIX + "line.csv"
+    assert all_keys(simulator, recovered.run_id) == [(blob, 0), (blob, 1)]
+
+
+def test_re_running_a_finished_run_resends_its_window_without_duplicates(simulator):
+    """Clearing a run (what a user does from the UI) re-sends the same window, not the next one,
+    and the ledgers do not get a second copy of any record."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import clear_task_instances
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    simulator.upload({"line.csv": csv_bytes(NORMAL_1, VOLTAGE_TOO_HIGH, BAD_NUMBER, NORMAL_2)})
+    simulator.set_variable("painting_batch_size", "3")
+    dag = simulator.dag()
+    first = simulator.run(dag=dag)
+    before = simulator.ledgers()
+    assert sum(len(records) for records in before.values()) == 3
+
+    with create_session() as session:
+        run = session.query(DagRun).filter_by(run_id=first.run_id).one()
+        clear_task_instances(run.get_task_instances(session=session), session, DagRunState.RUNNING)
+    again = dag.test(logical_date=first.logical_date, run_after=first.run_after)
+
+    assert again.run_id == first.run_id
+    assert again.state == "success"
+    pull = next(ti for ti in again.get_task_instances() if ti.task_id == "pull_window")
+    assert pull.start_date > first.end_date  # the tasks really ran again
+    assert simulator.ledgers() == before  # same window, no record written twice
+    assert simulator.position()["row"] == 3
+
+
+def test_manual_params_choose_the_window_and_move_the_position(simulator):
+    simulator.upload({"a.csv": numbered_rows(4), "b.csv": numbered_rows(4, machine=2)})
+    a, b = PREFIX + "a.csv", PREFIX + "b.csv"
+
+    manual = simulator.run(conf={"start_row": 6, "batch_size": 3})
+    scheduled_like = simulator.run()  # no params: Variable batch size (default 10)
+
+    assert manual.state == scheduled_like.state == "success"
+    assert all_keys(simulator, manual.run_id) == [(a, 0), (b, 2), (b, 3)]
+    following = all_keys(simulator, scheduled_like.run_id)
+    assert len(following) == 8  # the whole sequence is shorter than the batch of 10
+    assert (a, 1) in following
+    assert simulator.position()["blob"] == a
+    assert simulator.position()["row"] == 1
+
+
+def test_a_blob_added_later_joins_in_name_order(simulator):
+    simulator.upload({"a.csv": numbered_rows(2), "c.csv": numbered_rows(2, machine=3)})
+    simulator.set_variable("painting_batch_size", "2")
+    dag = simulator.dag()
+    first = simulator.run(dag=dag)
+    simulator.upload({"b.csv": numbered_rows(2, machine=2)})
+    second = simulator.run(dag=dag)
+
+    assert [r.state for r in simulator.runs] == ["success", "success"]
+    assert all_keys(simulator, first.run_id) == [(PREFIX + "a.csv", 0), (PREFIX + "a.csv", 1)]
+    assert all_keys(simulator, second.run_id) == [(PREFIX + "b.csv", 0), (PREFIX + "b.csv", 1)]
+
+
+def test_a_blob_that_disappears_is_skipped(simulator):
+    simulator.upload({"a.csv": numbered_rows(3), "b.csv": numbered_rows(2, machine=2)})
+    simulator.set_variable("painting_batch_size", "2")
+    dag = simulator.dag()
+    simulator.run(dag=dag)  # a.csv rows 0-1; the position is now inside a.csv
+    simulator.azurite.delete(simulator.container, PREFIX + "a.csv")
+
+    run = simulator.run(dag=dag)
+
+    assert run.state == "success"
+    assert all_keys(simulator, run.run_id) == [(PREFIX + "b.csv", 0), (PREFIX + "b.csv", 1)]
+
+
+def test_no_csv_under_the_prefix_fails_the_run_with_a_clear_reason(simulator, caplog, capfd):
+    simulator.upload({"notes.txt": b"not a csv"})
+    run = simulator.run(dag=fast_retries(simulator.dag()))
+
+    assert run.state == "failed"
+    expected = f"no .csv blob under {simulator.container}/{PREFIX}"
+    assert expected in task_output(caplog, capfd)
+    assert simulator.position() is None
