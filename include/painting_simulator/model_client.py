@@ -146,7 +146,8 @@ def send_with_retries(
 ) -> CallResult:
     """POST one body, retrying on transport errors, 5xx and 429 with back-off 1 s, 2 s, 4 s, ...
 
-    A ``Retry-After`` header on a retryable answer is honoured (capped) when longer than the back-off.
+    A ``Retry-After`` header on a retryable answer is honoured (capped) when longer than the
+    back-off.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")

@@ -30,7 +30,7 @@ def test_dag_files_have_no_import_errors(dagbag):
 def test_every_dag_has_an_owner_tags_docs_and_retries(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
-        assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id} has no real doc_md"
+        assert len(dag.doc_md or "") > 200, f"{dag_id} has no real doc_md"
         for task in dag.tasks:
             assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no owner"
             assert task.retries >= 2, f"{dag_id}.{task.task_id} has retries={task.retries}"
