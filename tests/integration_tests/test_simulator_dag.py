@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from scripts.local_services import AZURITE_KEY
+
 pytestmark = pytest.mark.integration
 
 HEADER = "machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_V_2,PT_jo_A_Main_1,PT_jo_TP,LineSpeed,Operator"
@@ -133,6 +135,7 @@ def test_a_known_window_gives_exactly_the_expected_verdicts(simulator, caplog, c
     assert "ANOMALY PAINT-EQ-MCH machine=PAINT-2 time=2025-07-23T08:00:50" in out
     assert "NORMAL 2 row(s) from machine(s) PAINT-2, PAINT-3" in out
     assert f"ERROR {blob} row 4 status=422" in out
+    assert AZURITE_KEY not in out  # the storage account key never reaches a log
 
 
 def test_consecutive_runs_cross_the_blob_boundary_and_wrap(simulator):
