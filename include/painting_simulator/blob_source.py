@@ -77,13 +77,18 @@ def explain_storage_error(exc: BaseException, container: str, conn_id: str) -> S
     where = f"(connection {conn_id!r})"
     if isinstance(exc, ServiceRequestError):
         return StorageError(f"storage unreachable {where}: {type(exc).__name__}: {exc}")
-    if isinstance(exc, ClientAuthenticationError):
+    code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None) or "?"
+    if isinstance(exc, ClientAuthenticationError) or getattr(exc, "status_code", None) in (
+        401,
+        403,
+    ):
+        # 403 AuthenticationFailed / AuthorizationFailure: a wrong key signs requests wrongly.
         return StorageError(
-            f"storage authentication failed {where}: check the account key or SAS token"
+            f"storage authentication failed {where}: check the account key, SAS token or "
+            f"permissions ({code})"
         )
     if isinstance(exc, ResourceNotFoundError):
         return StorageError(f"container {container!r} not found {where}")
     if isinstance(exc, HttpResponseError):
-        code = getattr(exc, "error_code", None) or getattr(exc, "status_code", "?")
         return StorageError(f"storage request on container {container!r} failed {where}: {code}")
     return StorageError(f"storage error on container {container!r} {where}: {type(exc).__name__}")

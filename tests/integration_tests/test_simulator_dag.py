@@ -299,3 +299,35 @@ def test_no_csv_under_the_prefix_fails_the_run_with_a_clear_reason(simulator, ca
     expected = f"no .csv blob under {simulator.container}/{PREFIX}"
     assert expected in task_output(caplog, capfd)
     assert simulator.position() is None
+
+
+def test_a_wrong_account_key_fails_with_a_clear_reason_and_never_logs_the_key(
+    simulator, caplog, capfd
+):
+    from scripts.local_services import azurite_connection_string
+    from tests.conftest import wasb_connection
+
+    simulator.upload({"line.csv": csv_bytes(NORMAL_1)})
+    wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=" * 2
+    port = simulator.azurite.service.port
+    simulator.monkeypatch.setenv(
+        "AIRFLOW_CONN_PAINTING_BLOB_STORAGE",
+        wasb_connection(azurite_connection_string(port, key=wrong_key)),
+    )
+
+    run = simulator.run(dag=fast_retries(simulator.dag()))
+
+    assert run.state == "failed"
+    out = task_output(caplog, capfd)
+    assert "storage authentication failed (connection 'painting_blob_storage')" in out
+    assert wrong_key not in out
+    assert simulator.position() is None
+
+
+def test_a_missing_container_fails_with_a_clear_reason(simulator, caplog, capfd):
+    simulator.set_variable("painting_container", "no-such-container")
+
+    run = simulator.run(dag=fast_retries(simulator.dag()))
+
+    assert run.state == "failed"
+    assert "container 'no-such-container' not found" in task_output(caplog, capfd)

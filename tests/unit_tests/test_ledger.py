@@ -20,21 +20,12 @@ from include.painting_simulator.ledger import (
     make_record,
     record_results,
 )
+from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
 
 KINDS = ("anomaly", "normal", "error")
 RUN = "scheduled__2026-01-01T00:01:00+00:00"
 LOGGED_AT = "2026-01-01T00:01:02.345Z"
-BODY = {
-    "machineId": "PAINT-1",
-    "timeStamp": "2025-07-23T15:32:01",
-    "thick": 19.9,
-    "voltage": 263.0,
-    "current": 72.0,
-    "temper": 34.0,
-    "issue": "",
-    "isSolved": False,
-}
-PREDICTION = {**BODY, "issue": "PAINT-EQ-VOL-HIGH"}
+PREDICTION = FLAT_RECORD
 
 
 def result(kind: str, blob: str = "a.csv", row: int = 0, **extra: Any) -> dict[str, Any]:

@@ -25,19 +25,7 @@ from include.painting_simulator.model_client import (
     classify,
     send_with_retries,
 )
-
-BODY = {
-    "machineId": "PAINT-1",
-    "timeStamp": "2025-07-23T15:32:01",
-    "thick": 19.9,
-    "voltage": 263.0,
-    "current": 72.0,
-    "temper": 34.0,
-    "issue": "",
-    "isSolved": False,
-}
-# The real service's anomaly answer: the request record with ``issue`` filled in.
-FLAT_RECORD = {**BODY, "issue": "PAINT-EQ-VOL-HIGH"}
+from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
 
 
 def ok(payload: Any) -> HttpAnswer:

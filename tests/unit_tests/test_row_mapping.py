@@ -12,6 +12,7 @@ from include.painting_simulator.row_mapping import (
     missing_columns,
     to_request_body,
 )
+from tests.unit_tests.contract_examples import BODY_FIELDS
 
 
 def _row(**overrides: Any) -> dict[str, Any]:
@@ -43,16 +44,7 @@ def test_row_maps_to_the_original_simulators_body_field_for_field() -> None:
 
 def test_body_keys_are_in_the_original_order() -> None:
     body = to_request_body(_row())
-    assert list(body) == [
-        "machineId",
-        "timeStamp",
-        "thick",
-        "voltage",
-        "current",
-        "temper",
-        "issue",
-        "isSolved",
-    ]
+    assert list(body) == BODY_FIELDS
 
 
 def test_process_values_are_sent_as_floats_even_when_written_as_integers() -> None:
@@ -77,16 +69,7 @@ def test_machine_id_keeps_its_text_after_the_prefix() -> None:
 
 def test_extra_columns_are_ignored() -> None:
     body = to_request_body(_row(lineId="L2", PT_jo_V_2="999", Thick_2="abc"))
-    assert set(body) == {
-        "machineId",
-        "timeStamp",
-        "thick",
-        "voltage",
-        "current",
-        "temper",
-        "issue",
-        "isSolved",
-    }
+    assert list(body) == BODY_FIELDS
     assert body["voltage"] == 263.0
 
 
