@@ -8,6 +8,7 @@ exactly what users run. Every process is started in its own session and stopped 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -205,3 +206,109 @@ def upload_blobs(
         client.create_container()
     for name, data in blobs.items():
         client.upload_blob(name, data, overwrite=overwrite)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class AirflowStandalone:
+    """``airflow standalone`` (scheduler, dag-processor, api-server, triggerer) in its own
+    process group, stopped like a Ctrl-C.
+
+    Two facts shape this: standalone stops its components only on SIGINT, and a process started
+    in the background inherits an *ignored* SIGINT, so the default handler is restored before
+    exec. SIGINT goes to standalone alone (interrupting the whole group at once can deadlock the
+    scheduler's executor workers); only what is still alive after the grace period gets SIGTERM,
+    then SIGKILL, by process group.
+    """
+
+    def __init__(self, env: dict[str, str], port: int, log_path: Path, host: str = "127.0.0.1"):
+        self.env, self.port, self.log_path, self.host = env, port, log_path, host
+        self.base_url = f"http://{host}:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AirflowStandalone:
+        def restore_default_signals() -> None:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "airflow", "standalone"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=restore_default_signals,
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def health(self) -> dict:
+        """``/api/v2/monitor/health``, or ``{}`` while the api-server is not answering."""
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=2) as r:
+                return json.load(r)
+        except (OSError, ValueError):
+            return {}
+
+    def healthy(self, components: Iterable[str] = ("metadatabase", "scheduler")) -> bool:
+        health = self.health()
+        return all(health.get(c, {}).get("status") == "healthy" for c in components)
+
+    def wait_healthy(self, timeout: float, components: Iterable[str] = ("scheduler",)) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                code = self.process.returncode if self.process else None
+                raise ServiceStartError(
+                    f"airflow standalone exited ({code}) while starting; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            if self.healthy(components):
+                return
+            time.sleep(1)
+        raise ServiceStartError(
+            f"Airflow was not healthy at {self.base_url} after {timeout:.0f}s; "
+            f"log {self.log_path}:\n{self.log_tail()}"
+        )
+
+    def stop(self, grace: float = 60.0) -> bool:
+        """Stop everything; True if SIGINT alone was enough, False if it had to be killed."""
+        process, self.process = self.process, None
+        if process is None:
+            return True
+        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
+            if process.poll() is not None and not _group_alive(process.pid):
+                return sig == signal.SIGINT
+            with contextlib.suppress(ProcessLookupError):
+                if sig == signal.SIGINT:
+                    os.kill(process.pid, sig)
+                else:
+                    os.killpg(process.pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.5)
+                if process.poll() is not None and not _group_alive(process.pid):
+                    return sig == signal.SIGINT
+        return False

@@ -1,0 +1,212 @@
+"""End to end with a real scheduler: ``airflow standalone`` runs the DAG on its schedule.
+
+Everything is real: Azurite and the reference model service (session fixtures, started on free
+ports and stopped by PID), and ``airflow standalone`` (scheduler, dag-processor, api-server with
+the execution API, triggerer; SQLite, LocalExecutor) in its own AIRFLOW_HOME on free ports, with a
+15-second schedule. The DAG is driven through the REST API like a user would in the UI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.painting_simulator.ledger import LEDGER_FILES
+from scripts import local_services
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_ID = "painting_simulator"
+HOST = "127.0.0.1"
+INTERVAL_SECONDS = 15
+LEDGERS = tuple(LEDGER_FILES.values())
+
+
+class Standalone(local_services.AirflowStandalone):
+    """The stack's ``airflow standalone``, driven through its REST API like a user in the UI."""
+
+    def __init__(self, env: dict[str, str], port: int, home: Path, log_path: Path) -> None:
+        super().__init__(env, port, log_path, HOST)
+        self.home = home
+        self.token: str | None = None
+
+    def wait_for(self, what: str, condition: Callable[[], Any], timeout: float) -> Any:
+        """Poll ``condition`` until it returns something truthy; fail with the log tail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                pytest.fail(f"standalone exited while waiting for {what}:\n{self.log_tail()}")
+            result = condition()
+            if result:
+                return result
+            time.sleep(1)
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}:\n{self.log_tail()}")
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data, headers, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def try_request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The answer, or None while the server is not there yet (connection refused, 404...)."""
+        try:
+            return self.request(method, path, body)
+        except (OSError, ValueError):  # urllib.error.URLError/HTTPError are OSErrors
+            return None
+
+    def log_in(self) -> None:
+        passwords = self.home / "simple_auth_manager_passwords.json.generated"
+        password = json.loads(passwords.read_text())["admin"]
+        answer = self.request("POST", "/auth/token", {"username": "admin", "password": password})
+        self.token = answer["access_token"]
+
+    def dag(self) -> dict[str, Any] | None:
+        return self.try_request("GET", f"/api/v2/dags/{DAG_ID}")
+
+    def set_paused(self, paused: bool) -> None:
+        answer = self.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": paused})
+        assert answer["is_paused"] is paused
+
+    def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The task's log as the UI's log viewer shows it (served by the api-server)."""
+        path = (
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id)}"
+            f"/taskInstances/{task_id}/logs/{try_number}"
+        )
+        answer = self.request("GET", path)
+        # Structured log lines: {"event": "...", "timestamp": ..., "level": ...}
+        return "\n".join(
+            str(line.get("event", "")) if isinstance(line, dict) else str(line)
+            for line in answer["content"]
+        )
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
+
+
+def ledger_records(output_dir: Path, run_id: str) -> list[dict[str, Any]]:
+    records = []
+    for name in LEDGERS:
+        path = output_dir / name
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            records += [r for r in map(json.loads, lines) if r.get("run_id") == run_id]
+    return records
+
+
+@pytest.fixture
+def standalone(
+    tmp_path: Path, azurite: Any, model_service: local_services.ServiceProcess
+) -> Iterator[tuple[Standalone, Path]]:
+    """A running ``airflow standalone`` wired to Azurite (with the sample) and the model service."""
+    home, output_dir = tmp_path / "airflow", tmp_path / "painting_logs"
+    home.mkdir()
+    container = f"e2e-{uuid.uuid4().hex[:12]}"
+    azurite.upload(
+        container,
+        {"painting-process-equipment/painting_sample.csv": local_services.SAMPLE_CSV.read_bytes()},
+    )
+    port = local_services.free_port()
+    env = os.environ.copy()  # conftest's test settings, then this stack's own
+    env.update(
+        {
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__API__HOST": HOST,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{port}/execution/",
+            # Free ports for the log servers too, so a running `make run` does not collide.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_services.free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
+            "AIRFLOW_CONN_PAINTING_BLOB_STORAGE": json.dumps(
+                {"conn_type": "wasb", "extra": {"connection_string": azurite.connection_string}}
+            ),
+            "AIRFLOW_CONN_PAINTING_MODEL_SERVICE": json.dumps(
+                {"conn_type": "http", "host": HOST, "port": model_service.port, "schema": "http"}
+            ),
+            "AIRFLOW_VAR_PAINTING_CONTAINER": container,
+            "AIRFLOW_VAR_PAINTING_OUTPUT_DIR": str(output_dir),
+            "PAINTING_INTERVAL_MINUTES": str(INTERVAL_SECONDS / 60),
+        }
+    )
+    server = Standalone(env, port, home, tmp_path / "standalone.log")
+    server.start()
+    try:
+        yield server, output_dir
+    finally:
+        stopped_on_sigint = server.stop()
+    assert stopped_on_sigint, (
+        "processes of airflow standalone were still running 60s after SIGINT (killed); "
+        f"standalone log:\n{server.log_tail()}"
+    )
+
+
+def test_scheduler_runs_the_dag_while_unpaused_and_stops_when_paused(
+    standalone: tuple[Standalone, Path],
+) -> None:
+    server, output_dir = standalone
+    components = ("metadatabase", "scheduler", "dag_processor")
+    server.wait_for(
+        "a healthy Airflow (scheduler, dag-processor)",
+        lambda: server.healthy(components),
+        timeout=120,
+    )
+    server.log_in()
+
+    dag = server.wait_for(f"the dag-processor to register {DAG_ID}", server.dag, timeout=60)
+    assert dag["is_paused"] is True, "the DAG must be created paused"
+    assert server.runs() == []
+
+    server.set_paused(False)
+
+    def scheduled_success() -> dict[str, Any] | None:
+        return next(
+            (r for r in server.runs() if r["run_type"] == "scheduled" and r["state"] == "success"),
+            None,
+        )
+
+    run = server.wait_for("a successful scheduled run", scheduled_success, timeout=120)
+    records = ledger_records(output_dir, run["dag_run_id"])
+    sources = sorted((r["source"]["blob"], r["source"]["row"]) for r in records)
+    assert len(sources) == 10, f"one ledger record per row of the 10-row window: {sources}"
+    assert len(set(sources)) == 10, sources
+
+    # The results are in the task log viewer too: one line per anomaly of the run, and
+    # never the storage account key.
+    anomalies = [r for r in records if "prediction" in r]
+    assert anomalies, "the first window of the sample holds anomalies (rows 0 and 7)"
+    log = server.task_log(run["dag_run_id"], "log_anomalies")
+    for record in anomalies:
+        data = record["original_data"]
+        line = f"ANOMALY {record['prediction']['issue']} machine={data['machineId']}"
+        assert f"{line} time={data['timeStamp']}" in log
+    assert local_services.AZURITE_KEY not in log
+    assert local_services.AZURITE_KEY not in server.task_log(run["dag_run_id"], "pull_window")
+
+    server.set_paused(True)
+    time.sleep(5)  # a run the scheduler was creating as we paused may still appear
+    before = {r["dag_run_id"] for r in server.runs()}
+    time.sleep(3 * INTERVAL_SECONDS)
+    after = {r["dag_run_id"] for r in server.runs()}
+    assert after == before, f"runs created while paused: {sorted(after - before)}"

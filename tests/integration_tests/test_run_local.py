@@ -1,0 +1,44 @@
+"""`make run` (python -m scripts.run_local) reports a taken port by service and number."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.local_services import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("variable", "service"),
+    [
+        ("PAINTING_AZURITE_PORT", "Azurite (blob storage)"),
+        ("PAINTING_MODEL_PORT", "reference model service"),
+        ("PAINTING_AIRFLOW_PORT", "Airflow UI"),
+    ],
+)
+def test_a_taken_port_is_reported_by_name_without_a_traceback(variable, service):
+    ports = {name: str(free_port()) for name in ("PAINTING_AZURITE_PORT", "PAINTING_MODEL_PORT")}
+    ports["PAINTING_AIRFLOW_PORT"] = str(free_port())
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        env = {**os.environ, **ports, variable: str(taken)}
+        result = subprocess.run(
+            [sys.executable, "-m", "scripts.run_local"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"{service} cannot start: port {taken} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
