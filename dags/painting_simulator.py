@@ -95,100 +95,32 @@ def painting_simulator() -> None:
         """Read the next window of rows from blob storage and map them to request bodies."""
         from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-        from include.painting_simulator import blob_source, row_mapping, sequence
+        from include.painting_simulator.window import BlobReader, read_window
 
         config = _run_config()
-        container, prefix = config.container, config.prefix
-        params = context["params"]
-        batch_size = params.get("batch_size") or config.batch_size
         hook = WasbHook(wasb_conn_id=settings.BLOB_CONN_ID)
-        try:
-            names = blob_source.list_csv_blobs(hook, container, prefix)
-        except Exception as exc:
-            raise blob_source.explain_storage_error(exc, container, settings.BLOB_CONN_ID) from None
-        if not names:
-            raise sequence.NoRowsError(
-                f"no .csv blob under {container}/{prefix} (connection {settings.BLOB_CONN_ID!r})"
-            )
-
-        loaded: dict[str, list[dict[str, Any]] | None] = {}
-
-        def load(name: str) -> list[dict[str, Any]] | None:
-            if name not in loaded:
-                try:
-                    data = blob_source.read_blob(hook, container, name)
-                except Exception as exc:
-                    raise blob_source.explain_storage_error(
-                        exc, container, settings.BLOB_CONN_ID
-                    ) from None
-                loaded[name] = None if data is None else blob_source.parse_csv(data)
-            return loaded[name]
-
-        if params.get("start_row") is not None:
-            position = sequence.locate(names, params["start_row"], load)
-            log.info("start_row=%s is %s row %s", params["start_row"], position.blob, position.row)
-        else:
-            stored = Variable.get(settings.VAR_POSITION, default=None, deserialize_json=True)
-            if stored and stored.get("run_id") == context["run_id"]:
-                # This run already advanced the position (it is being re-run after a clear):
-                # send the same window again, not the next one.
-                stored = stored.get("window_start")
-            position = sequence.Position.from_json(stored)
-        window = sequence.take_window(names, position, batch_size, load)
-        for warning in window.warnings:
-            log.warning("%s", warning)
-
-        items: list[dict[str, Any]] = []
-        for blob, row, data in window.rows:
-            source = {"blob": blob, "row": row}
-            try:
-                items.append({"source": source, "body": row_mapping.to_request_body(data)})
-            except row_mapping.RowMappingError as exc:
-                error = f"blob {blob!r} row {row}: {exc}"
-                items.append({"source": source, "raw": data, "error": error})
-        first, last = window.rows[0], window.rows[-1]
-        log.info(
-            "window of %d rows from %s row %d to %s row %d in %s/%s (%d blob(s))%s",
-            len(items), first[0], first[1], last[0], last[1], container, prefix, len(names),
-            "; wrapped to the first blob" if window.wrapped else "",
-        )  # fmt: skip
-        return {
-            "items": items,
-            "window_start": position.to_json() if position else None,
-            "next_position": window.next_position.to_json(),
-        }
+        return read_window(
+            BlobReader(hook, config.container, settings.BLOB_CONN_ID),
+            config.prefix,
+            context["params"].get("batch_size") or config.batch_size,
+            start_row=context["params"].get("start_row"),
+            stored=Variable.get(settings.VAR_POSITION, default=None, deserialize_json=True),
+            run_id=context["run_id"],
+        )
 
     @task
     def call_model_service(window: dict[str, Any]) -> list[dict[str, Any]]:
         """POST every mapped row to the model service's /predict/ and classify the answers."""
-        import requests
-
         from airflow.providers.http.hooks.http import HttpHook
 
         from include.painting_simulator import model_client
 
         config = _run_config()
         hook = HttpHook(method="POST", http_conn_id=settings.MODEL_CONN_ID)
-        session = hook.get_conn()
-        url = hook.url_from_endpoint(settings.PREDICT_ENDPOINT)
-        options = {**hook.merged_extra, "timeout": config.request_timeout, "check_response": False}
-
-        def post(body: dict[str, Any]) -> model_client.HttpAnswer:
-            request = session.prepare_request(requests.Request("POST", url, json=body))
-            try:
-                response = hook.run_and_check(session, request, options)
-            except requests.RequestException as exc:
-                raise model_client.TransportError(f"{type(exc).__name__} on POST {url}") from exc
-            retry_after = response.headers.get("Retry-After", "")
-            return model_client.HttpAnswer(
-                response.status_code,
-                response.text,
-                float(retry_after) if retry_after.isdigit() else None,
-            )
-
+        post = model_client.hook_transport(hook, settings.PREDICT_ENDPOINT, config.request_timeout)
         results = model_client.call_window(window["items"], post, attempts=config.request_attempts)
         counts = {kind: sum(r["kind"] == kind for r in results) for kind in LOG_TASK_BY_KIND}
-        log.info("model service %s answered: %s", url, counts)
+        log.info("%s answered: %s", hook.url_from_endpoint(settings.PREDICT_ENDPOINT), counts)
         return results
 
     @task.branch
@@ -238,11 +170,9 @@ def painting_simulator() -> None:
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, multiple_outputs=False)
     def advance_position(window: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Move the stored position past this window (only reached when it was all recorded)."""
-        stored = {
-            **window["next_position"],
-            "run_id": context["run_id"],
-            "window_start": window["window_start"],
-        }
+        from include.painting_simulator.window import stored_position
+
+        stored = stored_position(window, context["run_id"])
         Variable.set(settings.VAR_POSITION, json.dumps(stored))
         log.info("next run starts at %s", window["next_position"])
         return stored

@@ -227,3 +227,32 @@ def call_window(
                 result["status"] = call.outcome.status
         results.append(result)
     return results
+
+
+def hook_transport(hook: Any, endpoint: str, timeout: float) -> Callable[[dict], HttpAnswer]:
+    """A ``post(body)`` for :func:`call_window` built on Airflow's ``HttpHook``.
+
+    One session for the whole window (connection reuse); the hook's connection settings
+    (base URL, auth, ``verify``, proxies, headers) apply; non-2xx answers are returned, not
+    raised, so :func:`classify` sees them; any transport failure becomes :class:`TransportError`.
+    """
+    import requests
+
+    session = hook.get_conn()
+    url = hook.url_from_endpoint(endpoint)
+    options = {**hook.merged_extra, "timeout": timeout, "check_response": False}
+
+    def post(body: dict[str, Any]) -> HttpAnswer:
+        request = session.prepare_request(requests.Request("POST", url, json=body))
+        try:
+            response = hook.run_and_check(session, request, options)
+        except requests.RequestException as exc:
+            raise TransportError(f"{type(exc).__name__} on POST {url}") from exc
+        retry_after = response.headers.get("Retry-After", "").strip()
+        return HttpAnswer(
+            response.status_code,
+            response.text,
+            float(retry_after) if retry_after.isdigit() else None,
+        )
+
+    return post

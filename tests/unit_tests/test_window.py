@@ -1,0 +1,98 @@
+"""Pulling a run's window: start position, re-runs, mapping (storage replaced by lists)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from include.painting_simulator.sequence import NoRowsError, Position
+from include.painting_simulator.window import map_rows, read_window, resume_from, stored_position
+
+
+def row(machine: str = "1", **overrides: str) -> dict[str, str]:
+    values = {
+        "machineId": machine,
+        "timeStamp": "2025-07-23T08:00:00",
+        "Thick": "19.9",
+        "PT_jo_V_1": "260",
+        "PT_jo_A_Main_1": "70",
+        "PT_jo_TP": "34",
+    }
+    return values | overrides
+
+
+class ListReader:
+    """Blobs as lists of rows, with the interface of BlobReader (the real one is exercised by
+    the integration tests against Azurite)."""
+
+    container = "simulator-data"
+
+    def __init__(self, blobs: dict[str, list[dict[str, str]]]) -> None:
+        self.blobs = blobs
+
+    def list_csv(self, prefix: str) -> list[str]:
+        names = sorted(name for name in self.blobs if name.startswith(prefix))
+        if not names:
+            raise NoRowsError("no .csv blob")
+        return names
+
+    def load(self, name: str) -> list[dict[str, str]] | None:
+        return self.blobs.get(name)
+
+
+BLOBS = {"p/a.csv": [row("1"), row("2"), row("3")], "p/b.csv": [row("4"), row("5")]}
+
+
+def sources(window: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(item["source"]["blob"], item["source"]["row"]) for item in window["items"]]
+
+
+def test_the_first_window_starts_at_the_first_row_of_the_first_blob() -> None:
+    window = read_window(ListReader(BLOBS), "p/", 2, start_row=None, stored=None, run_id="r1")
+    assert sources(window) == [("p/a.csv", 0), ("p/a.csv", 1)]
+    assert window["window_start"] is None
+    assert window["next_position"] == {"blob": "p/a.csv", "row": 2}
+
+
+def test_a_run_continues_from_the_stored_position_of_an_earlier_run() -> None:
+    stored = {"blob": "p/a.csv", "row": 2, "run_id": "r1", "window_start": None}
+    window = read_window(ListReader(BLOBS), "p/", 2, start_row=None, stored=stored, run_id="r2")
+    assert sources(window) == [("p/a.csv", 2), ("p/b.csv", 0)]
+    assert window["window_start"] == {"blob": "p/a.csv", "row": 2}
+
+
+def test_a_run_that_already_advanced_the_position_resends_its_own_window() -> None:
+    first = read_window(ListReader(BLOBS), "p/", 2, start_row=None, stored=None, run_id="r1")
+    stored = stored_position(first, "r1")
+    again = read_window(ListReader(BLOBS), "p/", 2, start_row=None, stored=stored, run_id="r1")
+    assert sources(again) == sources(first)
+    following = read_window(ListReader(BLOBS), "p/", 2, start_row=None, stored=stored, run_id="r2")
+    assert sources(following) == [("p/a.csv", 2), ("p/b.csv", 0)]
+
+
+def test_start_row_overrides_the_stored_position() -> None:
+    stored = {"blob": "p/a.csv", "row": 1, "run_id": "r1", "window_start": None}
+    window = read_window(ListReader(BLOBS), "p/", 3, start_row=4, stored=stored, run_id="r2")
+    assert sources(window) == [("p/b.csv", 1), ("p/a.csv", 0), ("p/a.csv", 1)]
+    assert window["window_start"] == {"blob": "p/b.csv", "row": 1}
+
+
+def test_resume_from_ignores_a_position_advanced_by_another_run() -> None:
+    stored = {"blob": "b", "row": 4, "run_id": "r1", "window_start": {"blob": "a", "row": 0}}
+    assert resume_from(stored, "r2") == Position("b", 4)
+    assert resume_from(stored, "r1") == Position("a", 0)
+    assert resume_from(None, "r1") is None
+
+
+def test_rows_are_mapped_and_unmappable_ones_name_blob_row_and_column() -> None:
+    items = map_rows([("p/a.csv", 0, row("7")), ("p/a.csv", 1, row("8", PT_jo_TP="hot"))])
+    assert items[0]["body"]["machineId"] == "PAINT-7"
+    assert "body" not in items[1]
+    assert items[1]["raw"]["PT_jo_TP"] == "hot"
+    assert items[1]["error"].startswith("blob 'p/a.csv' row 1: column 'PT_jo_TP'")
+
+
+def test_no_blob_under_the_prefix_raises() -> None:
+    with pytest.raises(NoRowsError):
+        read_window(ListReader(BLOBS), "other/", 2, start_row=None, stored=None, run_id="r1")
