@@ -331,3 +331,59 @@ def test_a_missing_container_fails_with_a_clear_reason(simulator, caplog, capfd)
 
     assert run.state == "failed"
     assert "container 'no-such-container' not found" in task_output(caplog, capfd)
+
+
+def test_an_airflow_retry_of_the_call_task_resends_the_same_window_once(
+    simulator, logs_dir, tmp_path
+):
+    """The service is down for the first try of call_model_service and comes up before
+    Airflow's retry: the retry sends the same window, and each row is recorded once."""
+    import threading
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    from scripts import local_services
+
+    port = local_services.free_port()
+    late = local_services.model_service(port, logs_dir / f"model-service-{port}.log")
+    simulator.use_model_service(late)  # its port, before it is started
+    simulator.set_variable("painting_request_attempts", "1")
+    simulator.set_variable("painting_batch_size", "3")
+    simulator.upload({"line.csv": csv_bytes(NORMAL_1, VOLTAGE_TOO_HIGH, NORMAL_2)})
+    dag = simulator.dag()
+    for task in dag.tasks:
+        task.retry_delay = timedelta(seconds=3)
+        task.retry_exponential_backoff = 0
+    started = threading.Event()
+
+    def start_when_retrying() -> None:
+        for _ in range(600):  # up to a minute
+            with create_session() as session:
+                waiting = (
+                    session.query(TaskInstance)
+                    .filter_by(dag_id="painting_simulator", task_id="call_model_service")
+                    .filter(TaskInstance.state == "up_for_retry")
+                    .count()
+                )
+            if waiting:
+                late.start()
+                started.set()
+                return
+            threading.Event().wait(0.1)
+
+    watcher = threading.Thread(target=start_when_retrying, daemon=True)
+    watcher.start()
+    try:
+        run = simulator.run(dag=dag)
+        watcher.join(timeout=5)
+    finally:
+        late.stop()
+
+    assert started.is_set(), "call_model_service never waited for a retry"
+    assert run.state == "success"
+    call = next(ti for ti in run.get_task_instances() if ti.task_id == "call_model_service")
+    assert call.try_number == 2
+    blob = PREFIX + "line.csv"
+    assert all_keys(simulator, run.run_id) == [(blob, 0), (blob, 1), (blob, 2)]
+    assert [r["source"]["row"] for r in simulator.ledger("anomaly")] == [1]
