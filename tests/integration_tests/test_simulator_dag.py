@@ -226,8 +226,8 @@ def test_re_running_a_finished_run_resends_its_window_without_duplicates(simulat
     and the ledgers do not get a second copy of any record."""
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import clear_task_instances
+    from airflow.sdk import DagRunState
     from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
 
     simulator.upload({"line.csv": csv_bytes(NORMAL_1, VOLTAGE_TOO_HIGH, BAD_NUMBER, NORMAL_2)})
     simulator.set_variable("painting_batch_size", "3")
