@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = REPO / "include" / "sample_data" / "painting_sample.csv"
@@ -52,6 +53,15 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def check_port_free(name: str, port: int, host: str = "127.0.0.1") -> None:
+    """Raise :class:`PortInUseError` naming the service and the port if the port is taken."""
+    if not port_is_free(port, host):
+        raise PortInUseError(
+            f"{name} cannot start: port {port} on {host} is already in use "
+            f"(stop what is using it, e.g. `ss -ltnp 'sport = :{port}'` shows it)"
+        )
 
 
 def tcp_ready(host: str, port: int) -> Callable[[], bool]:
@@ -103,11 +113,7 @@ class ServiceProcess:
             return ""
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
-        if not port_is_free(self.port, self.host):
-            raise PortInUseError(
-                f"{self.name} cannot start: port {self.port} on {self.host} is already in use "
-                f"(stop what is using it, e.g. `ss -ltnp 'sport = :{self.port}'` shows it)"
-            )
+        check_port_free(self.name, self.port, self.host)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -174,6 +180,41 @@ def azurite_connection_string(port: int, host: str = "127.0.0.1", key: str = AZU
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
         f"BlobEndpoint=http://{host}:{port}/{AZURITE_ACCOUNT};"
     )
+
+
+def wasb_connection(connection_string: str) -> dict[str, Any]:
+    """The ``painting_blob_storage`` connection for a storage connection string."""
+    return {"conn_type": "wasb", "extra": {"connection_string": connection_string}}
+
+
+def http_connection(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
+    """The ``painting_model_service`` connection for a model service on ``host:port``."""
+    return {"conn_type": "http", "host": host, "port": port, "schema": "http"}
+
+
+def airflow_env(home: Path, api_port: int, host: str = "127.0.0.1") -> dict[str, str]:
+    """The environment of an Airflow of this package: this repo's DAGs, plugins and ``include``,
+    no examples, small parallelism, the api-server (and its execution API) on ``host:api_port``.
+    """
+    env = os.environ.copy()
+    bin_dir = str(Path(sys.executable).parent)  # `airflow standalone` runs `airflow` from PATH
+    env.update(
+        {
+            "PATH": os.pathsep.join(filter(None, [bin_dir, env.get("PATH")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",  # log files show lines as they come
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__API__HOST": host,
+            "AIRFLOW__API__PORT": str(api_port),
+            # Task processes reach the api-server's execution API here (default: localhost:8080).
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{host}:{api_port}/execution/",
+        }
+    )
+    return env
 
 
 def model_service(

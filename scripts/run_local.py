@@ -19,8 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
+from include.painting_simulator import settings
 from scripts import local_services
 from scripts.local_services import (
     AirflowStandalone,
@@ -37,10 +37,8 @@ LOG_DIR = STATE_DIR / "logs"
 AZURITE_DIR = STATE_DIR / "azurite"
 
 DAG_ID = "painting_simulator"
-CONTAINER = "simulator-data"
-SAMPLE_BLOB = "painting-process-equipment/" + local_services.SAMPLE_CSV.name
-BLOB_CONN_ID = "painting_blob_storage"
-MODEL_CONN_ID = "painting_model_service"
+CONTAINER = settings.DEFAULT_CONTAINER
+SAMPLE_BLOB = settings.DEFAULT_PREFIX + local_services.SAMPLE_CSV.name
 
 AIRFLOW_NAME = "Airflow UI"
 STARTUP_TIMEOUT = 180.0
@@ -60,29 +58,6 @@ def _port(name: str, default: int) -> int:
         return int(raw) if raw else default
     except ValueError:
         raise StartupError(f"{name}={raw!r} is not a port number") from None
-
-
-def airflow_env(port: int) -> dict[str, str]:
-    """The environment of every Airflow command started here."""
-    env = os.environ.copy()
-    bin_dir = str(Path(sys.executable).parent)  # `airflow standalone` runs `airflow` from PATH
-    env.update(
-        {
-            "PATH": os.pathsep.join(filter(None, [bin_dir, env.get("PATH")])),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-            "AIRFLOW_HOME": str(AIRFLOW_HOME),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "PYTHONUNBUFFERED": "1",  # standalone's log file shows lines as they come
-            "AIRFLOW__API__HOST": HOST,
-            "AIRFLOW__API__PORT": str(port),
-            # Task processes reach the api-server's execution API here (default: localhost:8080).
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{port}/execution/",
-        }
-    )
-    return env
 
 
 def airflow(env: dict[str, str], *args: str, check: bool = True) -> str:
@@ -116,12 +91,10 @@ def upload_sample_once(connection_string: str) -> bool:
 
 def define_connections(env: dict[str, str], azurite_port: int, model_port: int) -> None:
     """(Re)define both connections in the metadata DB so the UI shows them."""
+    connection_string = local_services.azurite_connection_string(azurite_port)
     connections = {
-        BLOB_CONN_ID: {
-            "conn_type": "wasb",
-            "extra": {"connection_string": local_services.azurite_connection_string(azurite_port)},
-        },
-        MODEL_CONN_ID: {"conn_type": "http", "host": HOST, "port": model_port, "schema": "http"},
+        settings.BLOB_CONN_ID: local_services.wasb_connection(connection_string),
+        settings.MODEL_CONN_ID: local_services.http_connection(model_port, HOST),
     }
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=STATE_DIR) as file:
         json.dump(connections, file)
@@ -150,13 +123,9 @@ def run() -> None:
         ("reference model service", model_port),
         (AIRFLOW_NAME, airflow_port),
     ):
-        if not local_services.port_is_free(port, HOST):
-            raise PortInUseError(
-                f"{name} cannot start: port {port} on {HOST} is already in use "
-                f"(stop what is using it, e.g. `ss -ltnp 'sport = :{port}'` shows it)"
-            )
+        local_services.check_port_free(name, port, HOST)
 
-    env = airflow_env(airflow_port)
+    env = local_services.airflow_env(AIRFLOW_HOME, airflow_port, HOST)
     services: list[ServiceProcess] = []
     standalone = AirflowStandalone(env, airflow_port, LOG_DIR / "airflow-standalone.log")
     try:
@@ -188,7 +157,7 @@ def run() -> None:
         airflow(env, "dags", "unpause", DAG_ID)
 
         output_dir = os.environ.get("AIRFLOW_VAR_PAINTING_OUTPUT_DIR") or str(
-            AIRFLOW_HOME / "painting_logs"
+            AIRFLOW_HOME / settings.DEFAULT_OUTPUT_SUBDIR
         )
         print(
             f"\nAirflow UI:  http://{HOST}:{airflow_port}/\n"

@@ -120,11 +120,13 @@ def start_model_service(logs_dir: Path) -> Iterator[Any]:
 
 
 def http_connection(port: int, host: str = "127.0.0.1") -> str:
-    return json.dumps({"conn_type": "http", "host": host, "port": port, "schema": "http"})
+    """``AIRFLOW_CONN_PAINTING_MODEL_SERVICE`` for a model service on ``host:port``."""
+    return json.dumps(local_services.http_connection(port, host))
 
 
 def wasb_connection(connection_string: str) -> str:
-    return json.dumps({"conn_type": "wasb", "extra": {"connection_string": connection_string}})
+    """``AIRFLOW_CONN_PAINTING_BLOB_STORAGE`` for a storage connection string."""
+    return json.dumps(local_services.wasb_connection(connection_string))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

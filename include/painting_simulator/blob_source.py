@@ -77,11 +77,9 @@ def explain_storage_error(exc: BaseException, container: str, conn_id: str) -> S
     where = f"(connection {conn_id!r})"
     if isinstance(exc, ServiceRequestError):
         return StorageError(f"storage unreachable {where}: {type(exc).__name__}: {exc}")
-    code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None) or "?"
-    if isinstance(exc, ClientAuthenticationError) or getattr(exc, "status_code", None) in (
-        401,
-        403,
-    ):
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "error_code", None) or status or "?"
+    if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
         # 403 AuthenticationFailed / AuthorizationFailure: a wrong key signs requests wrongly.
         return StorageError(
             f"storage authentication failed {where}: check the account key, SAS token or "

@@ -9,8 +9,6 @@ the execution API, triggerer; SQLite, LocalExecutor) in its own AIRFLOW_HOME on 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -26,7 +24,6 @@ from scripts import local_services
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "painting_simulator"
 HOST = "127.0.0.1"
 INTERVAL_SECONDS = 15
@@ -122,28 +119,17 @@ def standalone(
         {"painting-process-equipment/painting_sample.csv": local_services.SAMPLE_CSV.read_bytes()},
     )
     port = local_services.free_port()
-    env = os.environ.copy()  # conftest's test settings, then this stack's own
+    env = local_services.airflow_env(home, port, HOST)
     env.update(
         {
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-            "PYTHONUNBUFFERED": "1",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__API__HOST": HOST,
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{port}/execution/",
             # Free ports for the log servers too, so a running `make run` does not collide.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_services.free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
             "AIRFLOW_CONN_PAINTING_BLOB_STORAGE": json.dumps(
-                {"conn_type": "wasb", "extra": {"connection_string": azurite.connection_string}}
+                local_services.wasb_connection(azurite.connection_string)
             ),
             "AIRFLOW_CONN_PAINTING_MODEL_SERVICE": json.dumps(
-                {"conn_type": "http", "host": HOST, "port": model_service.port, "schema": "http"}
+                local_services.http_connection(model_service.port, HOST)
             ),
             "AIRFLOW_VAR_PAINTING_CONTAINER": container,
             "AIRFLOW_VAR_PAINTING_OUTPUT_DIR": str(output_dir),
