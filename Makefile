@@ -9,12 +9,15 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 CHECK_PYTHON = @test -n "$(PYTHON)" && $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
 	|| { echo "error: Python 3.11 is required (python3.11 not found, python3 is not 3.11)" >&2; exit 1; }
 
-.PHONY: help install run test lint lock clean-local
+.PHONY: help install system-packages run test lint lock clean-local
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: $(VENV)/.installed node_modules/.installed ## Install what is missing: .venv (pinned) and Azurite (npm ci)
+install: system-packages $(VENV)/.installed node_modules/.installed ## Install what is missing: Debian packages, .venv (pinned), Azurite (npm ci)
+
+system-packages: ## Install the Debian packages the tests use (PostgreSQL, Redis, Chromium, wrk) if missing
+	@bash scripts/install_system_packages.sh
 
 $(PY):
 	$(CHECK_PYTHON)
