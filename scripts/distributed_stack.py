@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scripts import local_services
@@ -239,13 +240,21 @@ def celery_worker(
     return service
 
 
-def stop_all(services: Iterable[ServiceProcess]) -> None:
-    """Stop in the given order; every one is tried even if stopping another raised."""
+def stop_all(*groups: Iterable[ServiceProcess]) -> None:
+    """Stop group after group, the services of a group side by side (each may take its grace
+    period); every one is tried even if stopping another raised."""
     errors = []
-    for service in services:
+
+    def stop(service: ServiceProcess) -> None:
         try:
             service.stop()
         except Exception as error:  # the others must still be stopped
             errors.append(f"{service.name}: {error!r}")
+
+    for group in groups:
+        services = list(group)
+        if services:
+            with ThreadPoolExecutor(len(services)) as pool:
+                list(pool.map(stop, services))
     if errors:
         raise RuntimeError("could not stop: " + "; ".join(errors))

@@ -42,7 +42,8 @@ class AirflowApi:
             headers["Authorization"] = f"Bearer {self.token}"
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base_url + path, data, headers, method=method)
-        with urllib.request.urlopen(request, timeout=10) as response:
+        # Generous: on a loaded machine the api-server can take seconds to answer.
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
     def try_request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
