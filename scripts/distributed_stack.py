@@ -79,8 +79,7 @@ class Postgres(ServiceProcess):
             "-c", f"listen_addresses={HOST}",
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
         ]  # fmt: skip
-        ready = lambda: self._run_quiet(self.bin / "pg_isready", "-q") == 0  # noqa: E731
-        super().__init__("PostgreSQL", command, port, ready, log_path, HOST)
+        super().__init__("PostgreSQL", command, port, self._accepting, log_path, HOST)
 
     @property
     def url(self) -> str:
@@ -91,6 +90,9 @@ class Postgres(ServiceProcess):
         if self.run_as is None:
             return []
         return ["setpriv", f"--reuid={self.run_as}", f"--regid={self.run_as}", "--init-groups"]
+
+    def _accepting(self) -> bool:
+        return self._run_quiet(self.bin / "pg_isready", "-q") == 0
 
     def _run_quiet(self, program: Path, *args: str) -> int:
         command = [str(program), "-h", HOST, "-p", str(self.port), "-U", DB_USER, *args]
@@ -113,7 +115,7 @@ class Postgres(ServiceProcess):
         return self
 
     def stop(self, grace: float = 15.0, sig: int = signal.SIGINT) -> None:
-        """Fast shutdown (SIGINT: disconnect clients, no checkpoint wait), then remove the data."""
+        """Fast shutdown (SIGINT: clients are disconnected, not waited for); remove the data."""
         try:
             super().stop(grace, sig)
         finally:
@@ -173,19 +175,6 @@ def celery_env(home: Path, api_port: int, database_url: str, broker_url: str) ->
 
 def airflow_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "airflow", *args]
-
-
-def migrate(env: dict[str, str], log_path: Path) -> None:
-    """``airflow db migrate`` (docker-compose's init job); raise with the log tail on failure."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        code = subprocess.run(
-            airflow_command("db", "migrate"), stdout=log, stderr=subprocess.STDOUT, env=env,
-            cwd=local_services.REPO, check=False,
-        ).returncode  # fmt: skip
-    if code:
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-        raise ServiceStartError(f"airflow db migrate failed ({code}); log {log_path}:\n{tail}")
 
 
 def api_server(env: dict[str, str], log_path: Path) -> ServiceProcess:

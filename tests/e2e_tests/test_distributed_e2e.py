@@ -33,7 +33,7 @@ import pytest
 from include.painting_simulator.ledger import LEDGER_FILES
 from include.painting_simulator.row_mapping import to_request_body
 from scripts import distributed_stack as stack_processes
-from scripts import local_services
+from scripts import local_services, run_local
 from scripts.local_services import ServiceProcess, free_port
 from tests.e2e_tests.airflow_api import DAG_ID, AirflowApi
 
@@ -109,7 +109,7 @@ def celery_stack(
                 "PAINTING_INTERVAL_MINUTES": "60",
             }
         )
-        stack_processes.migrate(env, logs / "airflow-db-migrate.log")
+        run_local.airflow(env, "db", "migrate")  # docker-compose's airflow-init
         components += [
             stack_processes.api_server(env, logs / "api-server.log"),
             stack_processes.scheduler(env, logs / "scheduler.log"),
