@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,79 +19,22 @@ import pytest
 
 from include.painting_simulator.ledger import LEDGER_FILES
 from scripts import local_services
+from tests.e2e_tests.airflow_api import DAG_ID, AirflowApi
 
 pytestmark = pytest.mark.e2e
 
-DAG_ID = "painting_simulator"
 HOST = "127.0.0.1"
 INTERVAL_SECONDS = 15
 LEDGERS = tuple(LEDGER_FILES.values())
 
 
-class Standalone(local_services.AirflowStandalone):
+class Standalone(AirflowApi, local_services.AirflowStandalone):
     """The stack's ``airflow standalone``, driven through its REST API like a user in the UI."""
 
     def __init__(self, env: dict[str, str], port: int, home: Path, log_path: Path) -> None:
         super().__init__(env, port, log_path, HOST)
         self.home = home
         self.token: str | None = None
-
-    def wait_for(self, what: str, condition: Callable[[], Any], timeout: float) -> Any:
-        """Poll ``condition`` until it returns something truthy; fail with the log tail."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running:
-                pytest.fail(f"standalone exited while waiting for {what}:\n{self.log_tail()}")
-            result = condition()
-            if result:
-                return result
-            time.sleep(1)
-        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}:\n{self.log_tail()}")
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data, headers, method=method)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
-
-    def try_request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """The answer, or None while the server is not there yet (connection refused, 404...)."""
-        try:
-            return self.request(method, path, body)
-        except (OSError, ValueError):  # urllib.error.URLError/HTTPError are OSErrors
-            return None
-
-    def log_in(self) -> None:
-        passwords = self.home / "simple_auth_manager_passwords.json.generated"
-        password = json.loads(passwords.read_text())["admin"]
-        answer = self.request("POST", "/auth/token", {"username": "admin", "password": password})
-        self.token = answer["access_token"]
-
-    def dag(self) -> dict[str, Any] | None:
-        return self.try_request("GET", f"/api/v2/dags/{DAG_ID}")
-
-    def set_paused(self, paused: bool) -> None:
-        answer = self.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": paused})
-        assert answer["is_paused"] is paused
-
-    def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """The task's log as the UI's log viewer shows it (served by the api-server)."""
-        path = (
-            f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id)}"
-            f"/taskInstances/{task_id}/logs/{try_number}"
-        )
-        answer = self.request("GET", path)
-        # Structured log lines: {"event": "...", "timestamp": ..., "level": ...}
-        return "\n".join(
-            str(line.get("event", "")) if isinstance(line, dict) else str(line)
-            for line in answer["content"]
-        )
-
-    def runs(self) -> list[dict[str, Any]]:
-        return self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
 
 
 def ledger_records(output_dir: Path, run_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,298 @@
+"""The Docker Compose deployment, checked without a Docker engine (there is none here).
+
+``docker-compose.yaml`` is validated against the compose specification with check-jsonschema's
+bundled copy of it, and its structure is checked: the official Airflow layout with a Celery worker
+pool, health checks, no secret in any committed file, mounts that exist, a Dockerfile on the
+pinned Airflow. That the same configuration really runs is ``tests/e2e_tests/test_distributed_e2e``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scripts import distributed_stack, local_services
+from scripts.run_local import CONTAINER, SAMPLE_BLOB
+
+REPO = local_services.REPO
+COMPOSE = REPO / "docker-compose.yaml"
+DOCKERFILE = REPO / "Dockerfile"
+ENV_EXAMPLE = REPO / ".env.example"
+DOCKERIGNORE = REPO / ".dockerignore"
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+
+AIRFLOW_COMMANDS = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery worker",
+}
+ONE_SHOT_JOBS = {"airflow-init", "azurite-init"}
+# The settings that make Airflow distributed; the native e2e stack sets the same ones.
+DISTRIBUTED_SETTINGS = {
+    "AIRFLOW__CORE__EXECUTOR",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+    "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
+}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$")
+# `${NAME}`, `${NAME:-default}` or `${NAME:?message}`: a value compose takes from .env.
+INTERPOLATION = re.compile(r"\$\{[A-Z_][A-Z0-9_]*(:?[-?][^}]*)?\}")
+REQUIRED_VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*):\?")
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))  # resolves anchors and `<<`
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def check_compose_spec(path: Path) -> subprocess.CompletedProcess[str]:
+    command = [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.compose-spec", str(path)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip().strip("'")
+    return values
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    result = check_compose_spec(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_specification_check_rejects_a_broken_compose_file(tmp_path: Path) -> None:
+    data = compose()
+    intact, broken = tmp_path / "intact.yaml", tmp_path / "broken.yaml"
+    intact.write_text(yaml.safe_dump(data))
+    data["services"]["postgres"]["healthcheck"]["interval"] = 10  # must be a duration string
+    data["services"]["redis"]["healtcheck"] = data["services"]["redis"].pop("healthcheck")
+    broken.write_text(yaml.safe_dump(data))
+
+    assert check_compose_spec(intact).returncode == 0  # the copy itself is fine
+    result = check_compose_spec(broken)
+    assert result.returncode != 0
+    assert "interval" in result.stdout, result.stdout
+    assert "healtcheck" in result.stdout, result.stdout
+
+
+def test_every_service_has_a_health_check_or_is_a_one_shot_job() -> None:
+    """Long-running services have a real check. The one-shot jobs (init, upload) exit when done;
+    others wait for their exit code (`service_completed_successfully`), so their health check
+    is disabled explicitly rather than left out."""
+    all_services = services()
+    awaited = {
+        name
+        for service in all_services.values()
+        for name, condition in (service.get("depends_on") or {}).items()
+        if condition.get("condition") == "service_completed_successfully"
+    }
+    assert awaited <= ONE_SHOT_JOBS
+    for name, service in all_services.items():
+        check = service.get("healthcheck")
+        assert check, f"service {name} has no healthcheck"
+        if name in ONE_SHOT_JOBS:
+            assert check == {"disable": True}, name
+            assert service["restart"] == "no", name
+        else:
+            assert not check.get("disable"), name
+            assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+            assert len(check["test"]) > 1, name
+            assert service["restart"] == "always", name
+
+
+def test_airflow_services_follow_the_official_layout() -> None:
+    data = compose()
+    common, all_services = data["x-airflow-common"], data["services"]
+    assert {"postgres", "redis", "airflow-init", *AIRFLOW_COMMANDS} <= set(all_services)
+    for name in [*AIRFLOW_COMMANDS, "airflow-init"]:
+        service = all_services[name]
+        assert service["image"] == common["image"], name
+        assert service["build"] == common["build"], name
+        assert service["volumes"] == common["volumes"], name
+        assert common["environment"].items() <= service["environment"].items(), name
+        if name in AIRFLOW_COMMANDS:
+            assert service["command"] == AIRFLOW_COMMANDS[name]
+            assert service["depends_on"]["airflow-init"] == {
+                "condition": "service_completed_successfully"
+            }
+
+    env = common["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "true"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:@redis:6379/")
+    assert "@postgres/airflow" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:")
+    init = all_services["airflow-init"]["environment"]
+    assert init["_AIRFLOW_DB_MIGRATE"] == "true"
+    assert init["_AIRFLOW_WWW_USER_CREATE"] == "true"
+    assert init["_AIRFLOW_WWW_USER_USERNAME"] == "${AIRFLOW_ADMIN_USERNAME:-admin}"
+
+
+def test_distributed_settings_are_the_ones_the_native_e2e_stack_runs_with(tmp_path: Path) -> None:
+    native = distributed_stack.celery_env(tmp_path, 8080, "postgresql://db", "redis://broker")
+    assert set(native) >= DISTRIBUTED_SETTINGS
+    assert set(compose()["x-airflow-common"]["environment"]) >= DISTRIBUTED_SETTINGS
+    assert native["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+
+
+def test_at_least_two_celery_workers_share_the_ledger_volume() -> None:
+    data = compose()
+    workers = {
+        name: service
+        for name, service in data["services"].items()
+        if service.get("command") == "celery worker"
+    }
+    count = sum(int(s.get("deploy", {}).get("replicas", 1)) for s in workers.values())
+    assert count >= 2, f"{count} Celery worker(s): {sorted(workers)}"
+    output_dir = data["x-airflow-common"]["environment"]["AIRFLOW_VAR_PAINTING_OUTPUT_DIR"]
+    for name, service in workers.items():
+        sources = [v.split(":")[0] for v in service["volumes"] if v.endswith(":" + output_dir)]
+        assert len(sources) == 1, name
+        assert sources[0] in data["volumes"], f"{name}: ledgers not on a named volume"
+
+
+def test_mounted_host_paths_exist_and_named_volumes_are_declared() -> None:
+    data = compose()
+    declared = set(data.get("volumes") or {})
+    host_paths = set()
+    for name, service in data["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith((".", "/")):
+                host_paths.add(source)
+                assert (REPO / source).resolve().is_relative_to(REPO), (name, volume)
+                assert (REPO / source).exists(), f"{name} mounts {source}, missing in the repo"
+            else:
+                assert source in declared, f"{name} uses the undeclared volume {source}"
+    # The package is mounted, not baked into the image.
+    assert {"./dags", "./plugins", "./include"} <= host_paths
+
+
+def test_local_services_azurite_and_the_model_service() -> None:
+    all_services = services()
+    azurite = all_services["azurite"]
+    assert azurite["image"].startswith("mcr.microsoft.com/azure-storage/azurite:")
+    assert "--blobPort=10000" in azurite["command"]
+    upload = all_services["azurite-init"]
+    assert upload["entrypoint"][:3] == ["python", "-m", "scripts.azurite_sample"]
+    assert upload["depends_on"]["azurite"] == {"condition": "service_healthy"}
+    model = " ".join(all_services["model-service"]["entrypoint"])
+    assert model == "python -m include.model_service --host 0.0.0.0 --port 8001"
+    # The example connections reach them under their service names.
+    env = env_example()
+    assert "BlobEndpoint=http://azurite:10000/" in env["AIRFLOW_CONN_PAINTING_BLOB_STORAGE"]
+    model_conn = yaml.safe_load(env["AIRFLOW_CONN_PAINTING_MODEL_SERVICE"])
+    assert (model_conn["host"], model_conn["port"]) == ("model-service", 8001)
+
+
+def test_azurite_init_job_uploads_the_sample_once(tmp_path: Path) -> None:
+    """The job's command (``python -m scripts.azurite_sample``) against a real Azurite."""
+    from azure.storage.blob import BlobServiceClient
+
+    port = local_services.free_port()
+    azurite = local_services.azurite(tmp_path / "azurite", port, tmp_path / "azurite.log")
+    command = [sys.executable, "-m", "scripts.azurite_sample", "--host", "127.0.0.1"]
+    with azurite:
+        first, second = (
+            subprocess.run(
+                [*command, "--port", str(port)], capture_output=True, text=True, cwd=REPO
+            )
+            for _ in range(2)
+        )
+        client = BlobServiceClient.from_connection_string(
+            local_services.azurite_connection_string(port)
+        )
+        blob = client.get_blob_client(CONTAINER, SAMPLE_BLOB)
+        stored = blob.download_blob().readall()
+    assert first.returncode == 0, first.stderr
+    assert "Uploaded" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert "already there" in second.stdout
+    assert stored == local_services.SAMPLE_CSV.read_bytes()
+
+
+def test_secrets_and_connections_come_from_the_git_ignored_env_file() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    example = env_example()
+    required = set(REQUIRED_VARIABLE.findall(text))
+    assert {"AIRFLOW_CONN_PAINTING_BLOB_STORAGE", "AIRFLOW_CONN_PAINTING_MODEL_SERVICE"} <= required
+    missing = required - set(example)
+    assert not missing, f".env.example does not mention {sorted(missing)}"
+    assert ".env" in (REPO / ".gitignore").read_text().splitlines()
+    for name, value in example.items():
+        if SECRET_NAME.search(name):
+            assert value == "", f".env.example must leave {name} empty (a secret)"
+
+
+@pytest.mark.parametrize("path", [COMPOSE, DOCKERFILE, ENV_EXAMPLE], ids=lambda p: p.name)
+def test_no_secret_literal_but_the_public_azurite_key(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    for key in re.findall(r"AccountKey=([^;\"'\s]+)", text):
+        assert key == local_services.AZURITE_KEY, f"a storage account key in {path.name}"
+    # Long random-looking tokens (mixed case and digits): keys, passwords, tokens.
+    for token in re.findall(r"[A-Za-z0-9+/_-]{24,}={0,2}", text):
+        random_looking = all(re.search(c, token) for c in ("[a-z]", "[A-Z]", "[0-9]"))
+        if random_looking:
+            assert token in local_services.AZURITE_KEY, f"{token!r} in {path.name}"
+    # user:password@ in URLs: empty or from .env.
+    for password in re.findall(r"://[^:/@\s]*:([^@/\s]*)@", text):
+        assert password == "" or INTERPOLATION.fullmatch(password), f"a password in {path.name}"
+    if path == COMPOSE:
+        for name, service in services().items():
+            for variable, value in (service.get("environment") or {}).items():
+                if SECRET_NAME.search(variable):
+                    assert INTERPOLATION.fullmatch(str(value)), f"{name}: {variable} is literal"
+
+
+def test_dockerfile_extends_the_pinned_airflow_image() -> None:
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    bases = re.findall(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert bases == [f"apache/airflow:{pins['apache-airflow']}-python3.11"]
+    assert "pip install --no-cache-dir -r /tmp/requirements.txt" in DOCKERFILE.read_text()
+
+
+def dockerignored(name: str) -> bool:
+    """Whether ``.dockerignore`` keeps the top-level ``name`` out of the build context (the
+    last matching pattern wins, ``!`` re-includes)."""
+    ignored = False
+    for line in DOCKERIGNORE.read_text().splitlines():
+        pattern = line.strip()
+        if pattern and not pattern.startswith("#"):
+            negate = pattern.startswith("!")
+            if fnmatch.fnmatchcase(name, pattern.removeprefix("!").rstrip("/")):
+                ignored = not negate
+    return ignored
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_of_the_image() -> None:
+    for name in (".env", ".env.production", ".venv", "node_modules", ".airflow", ".local", ".git"):
+        assert dockerignored(name), f"{name} would be sent to the Docker build"
+    copied = re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert copied, "the Dockerfile copies its requirements"
+    for source in copied:
+        assert not dockerignored(source), f"the Dockerfile copies {source}, which is ignored"
