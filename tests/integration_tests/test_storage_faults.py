@@ -64,6 +64,16 @@ def before_each_download(
     return seen
 
 
+def after_one_window(simulator: Any, rows: int = 4) -> Any:
+    """``line.csv`` with ``rows`` rows, batches of 2, one successful run; return the DAG."""
+    simulator.upload({"line.csv": numbered_rows(rows)})
+    simulator.set_variable("painting_batch_size", "2")
+    dag = fast_retries(simulator.dag())
+    assert simulator.run(dag=dag).state == "success"
+    assert where(simulator) == (LINE, 2)
+    return dag
+
+
 @pytest.fixture
 def own_azurite(logs_dir: Any, tmp_path: Any) -> Iterator[AzuriteHandle]:
     """An Azurite of this test alone, so that stopping it leaves the session's one alone."""
@@ -76,18 +86,13 @@ def own_azurite(logs_dir: Any, tmp_path: Any) -> Iterator[AzuriteHandle]:
 def test_azurite_stopped_mid_run_fails_pull_window_and_the_position_stays(
     simulator, own_azurite, monkeypatch, caplog, capfd
 ):
-    # The Azure SDK retries an unreachable account for about a minute by default (15 s, 45 s,
-    # ...); retry_total, passed through the connection extra, makes each try fail at once.
+    # The Azure SDK retries an unreachable account for about a minute by default (15 s, 18 s,
+    # 24 s); retry_total, passed through the connection extra, makes each try fail at once.
     connection = local_services.wasb_connection(own_azurite.connection_string)
     connection["extra"]["retry_total"] = 0
     monkeypatch.setenv("AIRFLOW_CONN_PAINTING_BLOB_STORAGE", json.dumps(connection))
     simulator.azurite = own_azurite
-    simulator.upload({"line.csv": numbered_rows(5)})
-    simulator.set_variable("painting_batch_size", "2")
-    dag = fast_retries(simulator.dag())
-    first = simulator.run(dag=dag)
-    assert first.state == "success"
-    assert where(simulator) == (LINE, 2)
+    dag = after_one_window(simulator, rows=5)
     capfd.readouterr()
     caplog.clear()
 
@@ -129,10 +134,7 @@ def test_azurite_stopped_mid_run_fails_pull_window_and_the_position_stays(
 def test_a_wrong_key_after_progress_fails_naming_the_container_and_keeps_the_position(
     simulator, caplog, capfd
 ):
-    simulator.upload({"line.csv": numbered_rows(4)})
-    simulator.set_variable("painting_batch_size", "2")
-    dag = fast_retries(simulator.dag())
-    simulator.run(dag=dag)
+    dag = after_one_window(simulator)
     stored = simulator.position()
     wrong_key = "QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5" * 2
     port = simulator.azurite.service.port
@@ -164,10 +166,7 @@ def test_a_container_deleted_between_runs_fails_and_the_run_after_its_return_goe
 ):
     from azure.storage.blob import BlobServiceClient
 
-    simulator.upload({"line.csv": numbered_rows(4)})
-    simulator.set_variable("painting_batch_size", "2")
-    dag = fast_retries(simulator.dag())
-    simulator.run(dag=dag)
+    dag = after_one_window(simulator)
     BlobServiceClient.from_connection_string(simulator.azurite.connection_string).delete_container(
         simulator.container
     )
@@ -221,12 +220,8 @@ def test_a_blob_deleted_between_listing_and_reading_is_skipped_with_a_warning(
 def test_a_blob_overwritten_between_runs_is_continued_by_position_and_the_change_logged(
     simulator, caplog, capfd
 ):
-    simulator.upload({"line.csv": numbered_rows(6)})
-    simulator.set_variable("painting_batch_size", "2")
-    dag = simulator.dag()
-    simulator.run(dag=dag)
+    dag = after_one_window(simulator, rows=6)
     old = simulator.position()
-    assert (old["blob"], old["row"]) == (LINE, 2)
     assert old["etag"]  # the version of the blob is stored with the position
     capfd.readouterr()
     caplog.clear()
@@ -262,11 +257,8 @@ def test_a_blob_overwritten_between_runs_is_continued_by_position_and_the_change
 def test_an_empty_prefix_fails_naming_container_and_prefix_and_keeps_the_position(
     simulator, caplog, capfd
 ):
-    simulator.upload({"line.csv": numbered_rows(4)})
     simulator.upload({"readme.txt": b"the folder exists, no blob under the prefix"}, "other/")
-    simulator.set_variable("painting_batch_size", "2")
-    dag = fast_retries(simulator.dag())
-    simulator.run(dag=dag)
+    dag = after_one_window(simulator)
     stored = simulator.position()
     simulator.set_variable("painting_prefix", "empty-folder/")
 
