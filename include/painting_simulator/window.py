@@ -71,14 +71,18 @@ def resume_from(stored: dict[str, Any] | None, run_id: str) -> sequence.Position
     return sequence.Position.from_json(_start_json(stored, run_id))
 
 
+def _version(reader: Any, blob: str) -> dict[str, str] | None:
+    """``{"etag", "last_modified"}`` of ``blob`` as this run read it (test readers have none)."""
+    return getattr(reader, "versions", {}).get(blob)
+
+
 def _versioned(position: sequence.Position, reader: Any) -> dict[str, Any]:
     """The position's JSON plus the version of its blob as this run read it (if known).
 
     Extra keys: ``Position.from_json`` ignores them, and a position stored without them (by an
     older version) simply skips the change check.
     """
-    version = getattr(reader, "versions", {}).get(position.blob)  # test readers have none
-    return {**position.to_json(), **(version or {})}
+    return {**position.to_json(), **(_version(reader, position.blob) or {})}
 
 
 def version_change(start: dict[str, Any] | None, current: dict[str, Any] | None) -> str | None:
@@ -158,9 +162,7 @@ def read_window(
         position = resume_from(stored, run_id)
     window = sequence.take_window(names, position, batch_size, reader.load)
     if start_row is None and position is not None:
-        change = version_change(
-            _start_json(stored, run_id), getattr(reader, "versions", {}).get(position.blob)
-        )
+        change = version_change(_start_json(stored, run_id), _version(reader, position.blob))
         if change:
             rows = reader.load(position.blob)
             window.warnings.insert(0, f"{change} (now {len(rows or ())} row(s))")
