@@ -10,7 +10,8 @@ cheap; CSV parsing uses the standard library's :mod:`csv`.
   concatenated UTF-8 and CP949 exports reads too). A data line that is neither becomes an error
   entry for its row naming the column; a header that is neither makes the file unreadable.
 * The first non-blank line is the header. The delimiter is ``,``; a header that only has the
-  required columns when split on ``;`` or a tab selects that delimiter instead. Values keep the
+  required columns when split on ``;`` or a tab selects that delimiter instead, and so does
+  Excel's ``sep=;`` first line. Values keep the
   text written in the file (quotes removed); converting numbers is :mod:`row_mapping`'s job.
 * Blank lines and lines whose cells are all empty are not rows; rows are numbered from 0 in
   file order over the remaining lines. A row with more values than the header has columns is
@@ -226,10 +227,16 @@ def parse_csv(data: bytes) -> list[dict[str, Any]]:
 
 
 def _parse_lines(lines: list[str], undecodable: set[int]) -> list[dict[str, Any]]:
-    header_at = next(i for i, line in enumerate(lines) if line.strip())
+    non_blank = (i for i, line in enumerate(lines) if line.strip())
+    header_at = next(non_blank)
+    excel_hint = re.fullmatch(r"sep=(.)", lines[header_at].strip("\r\n"))
+    if excel_hint:  # Excel's "sep=;" line names the delimiter; the header follows it
+        header_at = next(non_blank, None)
+        if header_at is None:
+            return []
     if header_at in undecodable:
         return [file_error("the header line is neither UTF-8 nor CP949 text")]
-    delimiter = _choose_delimiter(lines[header_at])
+    delimiter = excel_hint.group(1) if excel_hint else _choose_delimiter(lines[header_at])
     records = _records(lines[header_at:], delimiter)
     header, _, _ = next(records)
     columns, problem = _column_names(header or [])

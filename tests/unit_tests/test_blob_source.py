@@ -204,3 +204,10 @@ def test_storage_errors_name_the_blob_and_container_and_mask_signatures() -> Non
     )
     assert "SeCrEt" not in message
     assert "sig=***" in message
+
+
+def test_excels_sep_line_names_the_delimiter() -> None:
+    data = ("sep=;\r\n" + HEADER.replace(",", ";") + "\r\n1;t;19,9;2;3;4\r\n").encode()
+    (row,) = parse_csv(data)
+    assert (row["machineId"], row["Thick"]) == ("1", "19,9")  # a decimal comma stays text
+    assert parse_csv(b"sep=;\n") == []
