@@ -7,8 +7,9 @@ The mapping is the original simulator's, field for field::
     current    <- float(PT_jo_A_Main_1)    temper    <- float(PT_jo_TP)
     issue      <- ""                       isSolved  <- False
 
-Other columns are ignored. A row that cannot be mapped raises :class:`RowMappingError`
-naming the column, so the caller can record it instead of sending it.
+Other columns are ignored. A row that cannot be mapped (a required value missing, empty, not a
+finite number, or longer than ``MAX_VALUE_CHARS``) raises :class:`RowMappingError` naming the
+column, so the caller can record it instead of sending it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ NUMERIC_FIELDS: dict[str, str] = {
     "temper": "PT_jo_TP",
 }
 REQUIRED_COLUMNS: tuple[str, ...] = ("machineId", "timeStamp", *NUMERIC_FIELDS.values())
+# No real reading needs more; a longer value (a broken export, a 1 MB cell) is not sent.
+MAX_VALUE_CHARS = 1000
 
 
 class RowMappingError(ValueError):
@@ -51,6 +54,10 @@ def _text(row: Mapping[str, Any], column: str, strip: bool = True) -> str:
     text = "" if value is None else str(value)
     if not text.strip():
         raise RowMappingError(column, "empty")
+    if len(text) > MAX_VALUE_CHARS:
+        raise RowMappingError(
+            column, f"value is {len(text)} characters long (at most {MAX_VALUE_CHARS} are sent)"
+        )
     return text.strip() if strip else text
 
 

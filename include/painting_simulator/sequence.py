@@ -86,6 +86,7 @@ def take_window(
     index, row = _start(names, position, warnings)
     taken: list[tuple[str, int, Row]] = []
     seen: set[tuple[str, int]] = set()
+    no_rows: set[str] = set()
     wrapped = False
     empty_streak = 0  # consecutive blobs that gave no row: a full lap of them means no data
     end = Position(names[index], row)
@@ -94,6 +95,9 @@ def take_window(
         rows = load(name)
         if rows is None:
             warnings.append(f"blob {name!r} disappeared before it could be read; skipped")
+        elif not rows and name not in no_rows:
+            no_rows.add(name)
+            warnings.append(f"blob {name!r} has no data rows (empty or a header only); skipped")
         count = len(rows or ())
         if row < count:
             empty_streak = 0

@@ -23,6 +23,9 @@ class BlobReader:
     def __init__(self, hook: WasbHook, container: str, conn_id: str) -> None:
         self.hook, self.container, self.conn_id = hook, container, conn_id
         self._rows: dict[str, list[dict[str, Any]] | None] = {}
+        # ETag and last-modified time of each blob read, stored with the position so that the
+        # next run can tell that the blob it continues in was overwritten.
+        self.versions: dict[str, dict[str, str]] = {}
 
     def list_csv(self, prefix: str) -> list[str]:
         try:
@@ -39,11 +42,23 @@ class BlobReader:
         """The blob's rows, or None if it disappeared since it was listed."""
         if name not in self._rows:
             try:
-                data = blob_source.read_blob(self.hook, self.container, name)
+                downloaded = blob_source.download_blob(self.hook, self.container, name)
             except Exception as exc:
-                raise blob_source.explain_storage_error(exc, self.container, self.conn_id) from None
-            self._rows[name] = None if data is None else blob_source.parse_csv(data)
+                raise blob_source.explain_storage_error(
+                    exc, self.container, self.conn_id, blob=name
+                ) from None
+            if downloaded is None:
+                self._rows[name] = None
+            else:
+                data, self.versions[name] = downloaded
+                self._rows[name] = blob_source.parse_csv(data)
         return self._rows[name]
+
+
+def _start_json(stored: dict[str, Any] | None, run_id: str) -> dict[str, Any] | None:
+    if stored and stored.get("run_id") == run_id:
+        return stored.get("window_start")
+    return stored
 
 
 def resume_from(stored: dict[str, Any] | None, run_id: str) -> sequence.Position | None:
@@ -53,9 +68,35 @@ def resume_from(stored: dict[str, Any] | None, run_id: str) -> sequence.Position
     run is the one that advanced it (it is being re-run after a clear), it sends the same
     window again rather than the next one.
     """
-    if stored and stored.get("run_id") == run_id:
-        stored = stored.get("window_start")
-    return sequence.Position.from_json(stored)
+    return sequence.Position.from_json(_start_json(stored, run_id))
+
+
+def _version(reader: Any, blob: str) -> dict[str, str] | None:
+    """``{"etag", "last_modified"}`` of ``blob`` as this run read it (test readers have none)."""
+    return getattr(reader, "versions", {}).get(blob)
+
+
+def _versioned(position: sequence.Position, reader: Any) -> dict[str, Any]:
+    """The position's JSON plus the version of its blob as this run read it (if known).
+
+    Extra keys: ``Position.from_json`` ignores them, and a position stored without them (by an
+    older version) simply skips the change check.
+    """
+    return {**position.to_json(), **(_version(reader, position.blob) or {})}
+
+
+def version_change(start: dict[str, Any] | None, current: dict[str, Any] | None) -> str | None:
+    """A message if the blob of a stored position was overwritten since it was stored."""
+    if not start or not current or not start.get("etag"):
+        return None
+    if start["etag"] == current.get("etag"):
+        return None
+    return (
+        f"blob {start['blob']!r} was overwritten since the position was stored "
+        f"(ETag {start['etag']} -> {current.get('etag')}, last modified "
+        f"{start.get('last_modified')} -> {current.get('last_modified')}); the sequence goes on "
+        f"by position: row {start.get('row', 0)} of its new content"
+    )
 
 
 def stored_position(window: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -63,16 +104,43 @@ def stored_position(window: dict[str, Any], run_id: str) -> dict[str, Any]:
     return {**window["next_position"], "run_id": run_id, "window_start": window["window_start"]}
 
 
+# Raw values longer than this are cut in error records (a 1 MB cell must not reach a ledger).
+SHOWN_VALUE_CHARS = 200
+
+
+def _raw(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The CSV row as recorded with its error: reserved keys dropped, long values cut."""
+    raw = {
+        column: value[:SHOWN_VALUE_CHARS] + f"… ({len(value)} characters)"
+        if isinstance(value, str) and len(value) > SHOWN_VALUE_CHARS
+        else value
+        for column, value in data.items()
+        if column not in blob_source.RESERVED_KEYS
+    }
+    return raw or None
+
+
 def map_rows(rows: list[tuple[str, int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One item per row: ``{"source", "body"}``, or ``{"source", "raw", "error"}`` if unmappable."""
+    """One item per row: ``{"source", "body"}``, or ``{"source", "raw", "error"}`` if the row
+    could not be read (an error entry of :func:`blob_source.parse_csv`) or mapped."""
     items: list[dict[str, Any]] = []
     for blob, row, data in rows:
         source = {"blob": blob, "row": row}
+        unreadable = blob_source.row_error(data)
+        if unreadable is not None:
+            reason, whole_file = unreadable
+            where = (
+                f"blob {blob!r} (whole file, not read)"
+                if whole_file
+                else f"blob {blob!r} row {row}"
+            )
+            items.append({"source": source, "raw": _raw(data), "error": f"{where}: {reason}"})
+            continue
         try:
             items.append({"source": source, "body": row_mapping.to_request_body(data)})
         except row_mapping.RowMappingError as exc:
             error = f"blob {blob!r} row {row}: {exc}"
-            items.append({"source": source, "raw": data, "error": error})
+            items.append({"source": source, "raw": _raw(data), "error": error})
     return items
 
 
@@ -93,8 +161,13 @@ def read_window(
     else:
         position = resume_from(stored, run_id)
     window = sequence.take_window(names, position, batch_size, reader.load)
+    if start_row is None and position is not None:
+        change = version_change(_start_json(stored, run_id), _version(reader, position.blob))
+        if change:
+            rows = reader.load(position.blob)
+            window.warnings.insert(0, f"{change} (now {len(rows or ())} row(s))")
     for warning in window.warnings:
-        log.warning("%s", warning)
+        log.warning("container %r: %s", reader.container, warning)
     (first_blob, first_row, _), (last_blob, last_row, _) = window.rows[0], window.rows[-1]
     log.info(
         "window of %d rows from %s row %d to %s row %d in %s/%s (%d blob(s))%s",
@@ -103,6 +176,6 @@ def read_window(
     )  # fmt: skip
     return {
         "items": map_rows(window.rows),
-        "window_start": position.to_json() if position else None,
-        "next_position": window.next_position.to_json(),
+        "window_start": _versioned(position, reader) if position else None,
+        "next_position": _versioned(window.next_position, reader),
     }

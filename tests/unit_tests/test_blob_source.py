@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import pytest
 
-from include.painting_simulator.blob_source import decode, is_csv, parse_csv
+from include.painting_simulator.blob_source import decode, is_csv, parse_csv, row_error
 
 HEADER = "machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_A_Main_1,PT_jo_TP"
 
@@ -58,3 +61,154 @@ def test_an_empty_file_or_a_header_alone_has_no_rows(data: bytes) -> None:
 )
 def test_only_csv_blobs_count(name: str, expected: bool) -> None:
     assert is_csv(name) is expected
+
+
+# --- bad input: rows and files that cannot be read become error entries, never exceptions ----
+
+
+def _errors(rows: list[dict]) -> list[tuple[str, bool] | None]:
+    return [row_error(row) for row in rows]
+
+
+def test_a_missing_required_column_makes_the_whole_file_one_error_entry() -> None:
+    data = b"machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_TP\n1,t,1,2,4\n2,t,1,2,4\n"
+    (entry,) = parse_csv(data)
+    reason, whole_file = row_error(entry)
+    assert whole_file
+    assert "'PT_jo_A_Main_1' missing from the header" in reason
+    assert "2 data row(s) are not sent" in reason
+    assert json.loads(json.dumps(entry)) == entry  # cached as JSON lines by the blob cache
+
+
+def test_a_line_that_is_not_a_header_is_an_error_even_without_data_rows() -> None:
+    (entry,) = parse_csv(b"x" * 1_000_000)
+    reason, whole_file = row_error(entry)
+    assert whole_file
+    assert "missing from the header 'xxxx" in reason
+    assert len(reason) < 500  # the 1 MB line is not copied into the message
+
+
+def test_a_required_column_named_twice_is_ambiguous_and_the_file_is_not_read() -> None:
+    data = f"{HEADER},Thick\n1,t,1,2,3,4,5\n".encode()
+    ((reason, whole_file),) = _errors(parse_csv(data))
+    assert whole_file
+    assert "'Thick' (2 times) repeated in the header" in reason
+
+
+def test_an_optional_column_named_twice_keeps_both_values() -> None:
+    rows = parse_csv(f"{HEADER},Operator,Operator, \n1,t,1,2,3,4,A,B,C\n".encode())
+    assert (rows[0]["Operator"], rows[0]["Operator.1"], rows[0]["Unnamed: 8"]) == ("A", "B", "C")
+    assert row_error(rows[0]) is None
+
+
+def test_extra_and_reordered_columns_are_read_by_name() -> None:
+    data = (
+        b"PT_jo_TP,Line,Thick,machineId,PT_jo_A_Main_1,timeStamp,PT_jo_V_1\n34,L2,20,7,70,t,260\n"
+    )
+    (row,) = parse_csv(data)
+    assert (row["machineId"], row["Thick"], row["PT_jo_TP"], row["Line"]) == ("7", "20", "34", "L2")
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_semicolon_or_tab_separated_export_is_read(delimiter: str) -> None:
+    data = (HEADER.replace(",", delimiter) + "\n" + delimiter.join("1t2345") + "\n").encode()
+    (row,) = parse_csv(data)
+    assert (row["machineId"], row["PT_jo_TP"]) == ("1", "5")
+
+
+def test_quoted_values_may_hold_commas_quotes_and_line_breaks() -> None:
+    data = f'{HEADER},Note\n1,t,"19.9",2,3,4,"Kim, J. said ""ok""\nnext line"\n2,t,1,2,3,4,\n'
+    rows = parse_csv(data.encode())
+    assert rows[0]["Note"] == 'Kim, J. said "ok"\nnext line'
+    assert rows[0]["Thick"] == "19.9"
+    assert [row["machineId"] for row in rows] == ["1", "2"]
+
+
+def test_a_row_with_more_values_than_columns_is_an_error_entry_and_the_others_are_read() -> None:
+    rows = parse_csv(f"{HEADER}\n1,t,19,9,2,3,4\n2,t,1,2,3,4\n3,t,1,2,3,4,,\n".encode())
+    reason, whole_file = row_error(rows[0])
+    assert not whole_file
+    assert "7 values where the header has 6 columns" in reason
+    assert rows[0]["machineId"] == "1"  # the raw values stay for the error record
+    assert _errors(rows[1:]) == [None, None]  # trailing empty cells are not extra values
+
+
+def test_a_short_row_has_empty_cells_at_its_end() -> None:
+    (row,) = parse_csv(f"{HEADER}\n1,t,1,2\n".encode())
+    assert (row["PT_jo_A_Main_1"], row["PT_jo_TP"]) == ("", "")
+    assert row_error(row) is None  # row_mapping names the empty column
+
+
+def test_rows_of_empty_cells_are_not_rows() -> None:
+    rows = parse_csv(f"{HEADER}\n,,,,,\n1,t,1,2,3,4\n , ,,,,\n".encode())
+    assert [row["machineId"] for row in rows] == ["1"]
+
+
+def test_utf8_and_cp949_lines_may_be_mixed_in_one_file() -> None:
+    data = (
+        f"{HEADER}\n".encode()
+        + "도장1호기,t,1,2,3,4\n".encode("cp949")
+        + "도장2호기,t,1,2,3,4\n".encode()
+    )
+    assert [row["machineId"] for row in parse_csv(data)] == ["도장1호기", "도장2호기"]
+
+
+def test_a_row_that_is_neither_utf8_nor_cp949_is_an_error_naming_its_column() -> None:
+    data = f"{HEADER}\n".encode() + b"\xff\xfe,t,1,2,3,4\n" + b"2,t,1,2,3,4\n"
+    rows = parse_csv(data)
+    reason, whole_file = row_error(rows[0])
+    assert (reason, whole_file) == ("column 'machineId': neither UTF-8 nor CP949 text", False)
+    assert row_error(rows[1]) is None
+    with pytest.raises(UnicodeDecodeError, match="line 2 is neither UTF-8 nor CP949"):
+        decode(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)), "contains NUL bytes"),
+        ("machineId,타임".encode("utf-16"), "contains NUL bytes"),
+        (b"\xff\xfe\xfd\xfc,t\n1,2\n", "the header line is neither UTF-8 nor CP949"),
+    ],
+)
+def test_a_file_that_is_not_text_is_one_error_entry(data: bytes, expected: str) -> None:
+    ((reason, whole_file),) = _errors(parse_csv(data))
+    assert whole_file
+    assert expected in reason
+
+
+def test_a_one_megabyte_value_is_read_not_refused_by_the_csv_module() -> None:
+    # The csv module's own field limit (128 KiB) would raise; the value is judged per row.
+    huge = "9" * 1_048_576
+    limit = csv.field_size_limit()
+    rows = parse_csv(f"{HEADER}\n{huge},t,1,2,3,4\n2,t,1,2,3,4\n".encode())
+    assert len(rows[0]["machineId"]) == len(huge)
+    assert _errors(rows) == [None, None]
+    assert csv.field_size_limit() == limit < len(huge)  # the process-wide limit is restored
+
+
+def test_markup_in_a_value_is_kept_as_text() -> None:
+    (row,) = parse_csv(f"{HEADER}\n<script>alert(1)</script>,t,1,2,3,4\n".encode())
+    assert row["machineId"] == "<script>alert(1)</script>"
+
+
+def test_storage_errors_name_the_blob_and_container_and_mask_signatures() -> None:
+    from azure.core.exceptions import ServiceRequestError
+
+    from include.painting_simulator.blob_source import explain_storage_error
+
+    exc = ServiceRequestError("Max retries exceeded with url: /c/a.csv?sv=1&sig=SeCrEt%3D&se=2")
+    message = str(explain_storage_error(exc, "c", "painting_blob_storage", blob="p/a.csv"))
+    assert message.startswith(
+        "storage unreachable (connection 'painting_blob_storage') while reading blob 'p/a.csv' "
+        "in container 'c': ServiceRequestError"
+    )
+    assert "SeCrEt" not in message
+    assert "sig=***" in message
+
+
+def test_excels_sep_line_names_the_delimiter() -> None:
+    data = ("sep=;\r\n" + HEADER.replace(",", ";") + "\r\n1;t;19,9;2;3;4\r\n").encode()
+    (row,) = parse_csv(data)
+    assert (row["machineId"], row["Thick"]) == ("1", "19,9")  # a decimal comma stays text
+    assert parse_csv(b"sep=;\n") == []

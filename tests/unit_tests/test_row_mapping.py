@@ -152,3 +152,13 @@ def test_missing_columns_is_case_sensitive() -> None:
 
 def test_missing_columns_of_an_empty_header_is_every_required_column() -> None:
     assert missing_columns([]) == list(REQUIRED_COLUMNS)
+
+
+def test_a_value_longer_than_the_limit_is_refused_and_named() -> None:
+    from include.painting_simulator.row_mapping import MAX_VALUE_CHARS
+
+    assert to_request_body(_row(machineId="7" * MAX_VALUE_CHARS))["machineId"].startswith("PAINT-7")
+    with pytest.raises(RowMappingError) as caught:
+        to_request_body(_row(machineId="7" * (MAX_VALUE_CHARS + 1)))
+    assert caught.value.column == "machineId"
+    assert f"value is {MAX_VALUE_CHARS + 1} characters long" in str(caught.value)

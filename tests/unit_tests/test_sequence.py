@@ -318,3 +318,19 @@ def test_a_malformed_stored_position_is_rejected(value: Any) -> None:
 def test_a_boolean_row_is_rejected() -> None:
     with pytest.raises(ValueError, match="stored position"):
         Position.from_json({"blob": "a.csv", "row": True})
+
+
+def test_a_blob_without_data_rows_is_skipped_with_one_warning() -> None:
+    store = {"a.csv": [], **blobs(b=2)}
+    window = take_window(list(store), None, 5, store.get)
+    assert keys(window) == [("b.csv", 0), ("b.csv", 1)]
+    assert window.warnings == ["blob 'a.csv' has no data rows (empty or a header only); skipped"]
+
+
+def test_an_unreadable_file_takes_one_place_in_the_sequence() -> None:
+    # parse_csv gives one error entry for a file it cannot read: recorded once, then moved past.
+    store = {"a.csv": [{"__error__": "not text", "__file__": True}], **blobs(b=1)}
+    first, second = walk(store, 1, 2)
+    assert keys(first) == [("a.csv", 0)]
+    assert first.next_position == Position("a.csv", 1)
+    assert keys(second) == [("b.csv", 0)]

@@ -96,3 +96,78 @@ def test_rows_are_mapped_and_unmappable_ones_name_blob_row_and_column() -> None:
 def test_no_blob_under_the_prefix_raises() -> None:
     with pytest.raises(NoRowsError):
         read_window(ListReader(BLOBS), "other/", 2, start_row=None, stored=None, run_id="r1")
+
+
+def test_error_entries_of_the_parser_become_errors_naming_blob_row_and_cause() -> None:
+    from include.painting_simulator.blob_source import file_error, parse_csv
+
+    bad_row = parse_csv(
+        b"machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_A_Main_1,PT_jo_TP\n1,t,1,2,3,4,5\n"
+    )
+    items = map_rows([("p/a.csv", 3, bad_row[0]), ("p/b.csv", 0, file_error("not text"))])
+    assert items[0]["error"] == (
+        "blob 'p/a.csv' row 3: 7 values where the header has 6 columns "
+        "(an unquoted ',' in a value?)"
+    )
+    assert items[0]["raw"]["machineId"] == "1"
+    assert "__error__" not in items[0]["raw"]
+    assert items[1] == {
+        "source": {"blob": "p/b.csv", "row": 0},
+        "raw": None,
+        "error": "blob 'p/b.csv' (whole file, not read): not text",
+    }
+
+
+def test_a_huge_value_is_refused_and_cut_short_in_the_error_record() -> None:
+    (item,) = map_rows([("p/a.csv", 0, row("7" * 1_000_000))])
+    assert "column 'machineId': value is 1000000 characters long" in item["error"]
+    assert item["raw"]["machineId"].endswith("… (1000000 characters)")
+    assert len(item["raw"]["machineId"]) < 300
+
+
+class VersionedReader(ListReader):
+    """A ListReader whose blobs have ETags, as BlobReader records them on download."""
+
+    def __init__(self, blobs: dict[str, list[dict[str, str]]], etags: dict[str, str]) -> None:
+        super().__init__(blobs)
+        self.versions = {name: {"etag": e, "last_modified": "t"} for name, e in etags.items()}
+
+
+def test_the_stored_position_carries_the_version_of_its_blob() -> None:
+    reader = VersionedReader(BLOBS, {"p/a.csv": '"0x1"', "p/b.csv": '"0x2"'})
+    window = read_window(reader, "p/", 4, start_row=None, stored=None, run_id="r1")
+    assert window["next_position"] == {
+        "blob": "p/b.csv",
+        "row": 1,
+        "etag": '"0x2"',
+        "last_modified": "t",
+    }
+    stored = stored_position(window, "r1")
+    assert resume_from(stored, "r2") == Position("p/b.csv", 1)  # the extra keys are ignored
+
+
+def test_an_overwritten_blob_is_continued_by_position_and_the_change_logged(caplog) -> None:
+    stored = {"blob": "p/a.csv", "row": 1, "etag": '"0x1"', "last_modified": "t0", "run_id": "r1"}
+    changed = VersionedReader(BLOBS, {"p/a.csv": '"0x9"'})
+    with caplog.at_level("WARNING", logger="painting_simulator"):
+        window = read_window(changed, "p/", 1, start_row=None, stored=stored, run_id="r2")
+    assert sources(window) == [("p/a.csv", 1)]
+    assert (
+        "blob 'p/a.csv' was overwritten since the position was stored "
+        '(ETag "0x1" -> "0x9", last modified t0 -> t); the sequence goes on by position: '
+        "row 1 of its new content (now 3 row(s))" in caplog.text
+    )
+
+    caplog.clear()
+    same = VersionedReader(BLOBS, {"p/a.csv": '"0x1"'})
+    with caplog.at_level("WARNING", logger="painting_simulator"):
+        read_window(same, "p/", 1, start_row=None, stored=stored, run_id="r2")
+    assert "overwritten" not in caplog.text
+
+
+def test_a_position_stored_without_a_version_is_still_read() -> None:
+    # Positions stored before versions were recorded: no change check, same window.
+    stored = {"blob": "p/a.csv", "row": 2, "run_id": "r1", "window_start": None}
+    reader = VersionedReader(BLOBS, {"p/a.csv": '"0x9"'})
+    window = read_window(reader, "p/", 1, start_row=None, stored=stored, run_id="r2")
+    assert sources(window) == [("p/a.csv", 2)]
