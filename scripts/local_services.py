@@ -250,6 +250,22 @@ def model_service(
     )  # fmt: skip
 
 
+def simulator_env(
+    connection_string: str,
+    model_port: int,
+    container: str,
+    output_dir: Path,
+    host: str = "127.0.0.1",
+) -> dict[str, str]:
+    """The simulator's connections and Variables as ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*``."""
+    return {
+        "AIRFLOW_CONN_PAINTING_BLOB_STORAGE": json.dumps(wasb_connection(connection_string)),
+        "AIRFLOW_CONN_PAINTING_MODEL_SERVICE": json.dumps(http_connection(model_port, host)),
+        "AIRFLOW_VAR_PAINTING_CONTAINER": container,
+        "AIRFLOW_VAR_PAINTING_OUTPUT_DIR": str(output_dir),
+    }
+
+
 def upload_blobs(
     connection_string: str, container: str, blobs: dict[str, bytes], overwrite: bool = True
 ) -> None:

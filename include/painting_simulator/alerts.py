@@ -114,10 +114,10 @@ def record_run_failure(context: Mapping[str, Any], get_variable: GetVariable) ->
     """``on_failure_callback`` of the DAG: a record only if the failed task wrote none."""
     ti = context.get("ti")
     reason = context.get("reason") or "task_failure"
-    if ti is not None:
+    if reason == "task_failure" and ti is not None:
         cause = KILLED_CAUSE
-        if reason != "task_failure":
-            cause = f"run failed ({reason}); {cause}"
+    elif ti is not None:  # e.g. "timed_out" (dagrun_timeout): ti is the unfinished task
+        cause = f"run failed ({reason}) while task {ti.task_id} was unfinished"
     else:
         cause = f"run failed ({reason}) with no failed task to name"
     record = failure_record(

@@ -107,3 +107,11 @@ def test_a_long_cause_is_cut_and_an_empty_message_keeps_the_type():
     assert len(alerts.describe_exception(ValueError("x" * 5000))) == alerts.MAX_CAUSE_CHARS
     assert alerts.describe_exception(TimeoutError()) == "TimeoutError"
     assert ledger.RUN_FAILURE == "run_failure"
+
+
+def test_a_timed_out_run_names_the_reason_and_the_unfinished_task(tmp_path):
+    context = {**task_context(try_number=1), "reason": "timed_out"}
+
+    record = alerts.record_run_failure(context, variables(tmp_path))
+
+    assert record["error"] == "run failed (timed_out) while task call_model_service was unfinished"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration_tests.reliability.conftest import secret_hits
 from tests.integration_tests.test_simulator_dag import (
     NORMAL_1,
     NORMAL_2,
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_failed_run_leaves_exactly_one_failure_record_naming_run_task_and_cause(
-    simulator, start_model_service, model_service, caplog, capfd
+    simulator, start_model_service, model_service, account_key, caplog, capfd
 ):
     stopped = start_model_service()
     stopped.stop()  # connections refused: the service is down
@@ -46,6 +47,12 @@ def test_a_failed_run_leaves_exactly_one_failure_record_naming_run_task_and_caus
     # The same line is in the task log (dag.test() runs the callback in the test process).
     out = task_output(caplog, capfd)
     assert f"RUN FAILED {failed.run_id} task call_model_service (try 4): " in out
+    # Nothing of the storage secret in the output of the failed run nor in the error ledger.
+    errors_text = (simulator.output_dir / "painting_errors.jsonl").read_text()
+    conn = simulator.azurite.connection_string
+    assert secret_hits(out + errors_text, account_key, conn) == {}
+    assert account_key in conn
+    assert secret_hits(f"x{conn}x", account_key, conn) != {}  # the grep does find them
     # The row invariant is untouched: no row record for the failed window.
     assert simulator.ledgers() == {"anomaly": [], "normal": [], "error": []}
 
