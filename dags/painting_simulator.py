@@ -22,6 +22,9 @@ pull_window ► call_model_service ► route_results ┬ anomalies ► log_anoma
 * **advance_position** (the join) moves the position past this window: only a run that recorded
   its whole window moves it, so a failed run's window is sent again by the next run.
 
+A run that fails leaves a failure record (run, task, cause) in `painting_errors.jsonl` and in
+the failed task's log (`on_failure_callback`).
+
 Pause the DAG to stop the simulation, unpause it to go on from where it stopped. Trigger it with
 `{"batch_size": 50}` or `{"start_row": 0}` to send a different window now; `start_row` also moves
 the position, so scheduled runs continue after that window.
@@ -54,6 +57,25 @@ def _run_config() -> settings.RunConfig:
     )
 
 
+def _variable(name: str) -> Any:
+    # Called only by the failure callbacks below, at run time, never at parse time.
+    return Variable.get(name, default=None)  # noqa: AIR003
+
+
+def _record_task_failure(context: Any) -> None:
+    """Tasks' on_failure_callback: a failure record (run, task, cause) in the error ledger."""
+    from include.painting_simulator import alerts
+
+    alerts.record_task_failure(context, _variable)
+
+
+def _record_run_failure(context: Any) -> None:
+    """The DAG's on_failure_callback: a failure record if the failed task could not write one."""
+    from include.painting_simulator import alerts
+
+    alerts.record_run_failure(context, _variable)
+
+
 @dag(
     dag_id="painting_simulator",
     schedule=settings.schedule_interval(),
@@ -63,6 +85,7 @@ def _run_config() -> settings.RunConfig:
     is_paused_upon_creation=True,
     dagrun_timeout=timedelta(minutes=30),
     doc_md=__doc__,
+    on_failure_callback=_record_run_failure,
     tags=["painting", "simulator", "model-service"],
     default_args={
         "owner": "painting-simulator",
@@ -70,6 +93,7 @@ def _run_config() -> settings.RunConfig:
         "retry_delay": timedelta(seconds=10),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=5),
+        "on_failure_callback": _record_task_failure,
     },
     params={
         "batch_size": Param(

@@ -162,8 +162,17 @@ class ServiceProcess:
         self.stop()
 
 
-def azurite(location: Path, port: int, log_path: Path, host: str = "127.0.0.1") -> ServiceProcess:
-    """Azurite's blob service (installed from npm into ``node_modules`` by ``make``)."""
+def azurite(
+    location: Path,
+    port: int,
+    log_path: Path,
+    host: str = "127.0.0.1",
+    accounts: dict[str, str] | None = None,
+) -> ServiceProcess:
+    """Azurite's blob service (installed from npm into ``node_modules`` by ``make``).
+
+    ``accounts`` ({name: base64 key}) replaces the development account (``AZURITE_ACCOUNTS``).
+    """
     if not AZURITE_BLOB.exists():
         raise ServiceStartError(f"{AZURITE_BLOB} is missing: run `make install` (npm ci)")
     location.mkdir(parents=True, exist_ok=True)
@@ -172,13 +181,20 @@ def azurite(location: Path, port: int, log_path: Path, host: str = "127.0.0.1") 
         "--blobHost", host, "--blobPort", str(port), "--location", str(location),
         "--skipApiVersionCheck", "--disableTelemetry", "--loose",
     ]  # fmt: skip
-    return ServiceProcess("Azurite (blob storage)", command, port, tcp_ready(host, port), log_path)
+    env = None
+    if accounts:
+        env = {**os.environ, "AZURITE_ACCOUNTS": ";".join(f"{n}:{k}" for n, k in accounts.items())}
+    return ServiceProcess(
+        "Azurite (blob storage)", command, port, tcp_ready(host, port), log_path, env=env
+    )
 
 
-def azurite_connection_string(port: int, host: str = "127.0.0.1", key: str = AZURITE_KEY) -> str:
+def azurite_connection_string(
+    port: int, host: str = "127.0.0.1", key: str = AZURITE_KEY, account: str = AZURITE_ACCOUNT
+) -> str:
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
-        f"BlobEndpoint=http://{host}:{port}/{AZURITE_ACCOUNT};"
+        f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
+        f"BlobEndpoint=http://{host}:{port}/{account};"
     )
 
 
@@ -232,6 +248,22 @@ def model_service(
         "reference model service", command, port, http_ready(f"http://{host}:{port}/health"),
         log_path,
     )  # fmt: skip
+
+
+def simulator_env(
+    connection_string: str,
+    model_port: int,
+    container: str,
+    output_dir: Path,
+    host: str = "127.0.0.1",
+) -> dict[str, str]:
+    """The simulator's connections and Variables as ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*``."""
+    return {
+        "AIRFLOW_CONN_PAINTING_BLOB_STORAGE": json.dumps(wasb_connection(connection_string)),
+        "AIRFLOW_CONN_PAINTING_MODEL_SERVICE": json.dumps(http_connection(model_port, host)),
+        "AIRFLOW_VAR_PAINTING_CONTAINER": container,
+        "AIRFLOW_VAR_PAINTING_OUTPUT_DIR": str(output_dir),
+    }
 
 
 def upload_blobs(

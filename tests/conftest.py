@@ -170,9 +170,18 @@ class Simulator:
         return run
 
     def ledger(self, kind: str) -> list[dict[str, Any]]:
-        from include.painting_simulator.ledger import LEDGER_FILES
+        """The row records of one ledger (failure records are left out: see failures())."""
+        from include.painting_simulator.ledger import LEDGER_FILES, is_row_record
 
-        return read_jsonl(self.output_dir / LEDGER_FILES[kind])
+        return [r for r in read_jsonl(self.output_dir / LEDGER_FILES[kind]) if is_row_record(r)]
+
+    def failures(self) -> list[dict[str, Any]]:
+        """The failure records (a failed run: run, task, cause) in the error ledger."""
+        from include.painting_simulator.ledger import LEDGER_FILES, is_row_record
+
+        return [
+            r for r in read_jsonl(self.output_dir / LEDGER_FILES[ERROR]) if not is_row_record(r)
+        ]
 
     def ledgers(self) -> dict[str, list[dict[str, Any]]]:
         return {kind: self.ledger(kind) for kind in (ANOMALY, NORMAL, ERROR)}

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from include.model_service.faults import FAULT_KINDS, FaultConfig, parse_mix
+
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "sample_data" / "painting_sample.csv"
 
 
@@ -35,7 +37,48 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--issue-log", default=None, help="append anomalies to this JSONL file")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    faults = parser.add_argument_group(
+        "fault injection (off by default; see include/model_service/faults.py)"
+    )
+    faults.add_argument(
+        "--fault-rate", type=float, default=0.0, help="fraction of POST /predict/ calls to fail"
+    )
+    faults.add_argument(
+        "--fault-mix",
+        default=",".join(FAULT_KINDS),
+        help=f"comma-separated fault kinds, a kind named twice is drawn twice as often "
+        f"(default: {','.join(FAULT_KINDS)})",
+    )
+    faults.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws")
+    faults.add_argument(
+        "--slow-seconds", type=float, default=60.0, help="delay of a 'slow' answer (default 60)"
+    )
+    faults.add_argument(
+        "--retry-after", type=int, default=1, help="Retry-After seconds of a 503 (default 1)"
+    )
+    faults.add_argument("--fault-limit", type=int, default=None, help="stop after N faults")
+    faults.add_argument(
+        "--fault-machine",
+        action="append",
+        default=[],
+        metavar="MACHINE_ID",
+        help="only calls for this machineId (e.g. PAINT-3) can fail; repeatable",
+    )
     args = parser.parse_args(argv)
+    try:
+        fault_config = FaultConfig(
+            rate=args.fault_rate,
+            mix=parse_mix(args.fault_mix),
+            seed=args.fault_seed,
+            slow_seconds=args.slow_seconds,
+            retry_after=args.retry_after,
+            limit=args.fault_limit,
+            machine_ids=frozenset(args.fault_machine),
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if fault_config.enabled and args.workers > 1:
+        parser.error("fault injection needs --workers 1 (the draws and counts are per process)")
 
     # Imported here so that --help stays instant.
     import uvicorn
@@ -59,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         app = app_module.create_app(data, anomaly_body=args.anomaly_body, issue_log=args.issue_log)
-        uvicorn.run(app, **common)
+        if fault_config.enabled:
+            from include.model_service.faults import FaultInjection
+
+            print(f"fault injection on: {fault_config}", file=sys.stderr)
+            uvicorn.run(FaultInjection(app, fault_config), **common)
+        else:
+            uvicorn.run(app, **common)
     return 0
 
 

@@ -11,6 +11,10 @@ receipts file remembers, per run, the byte offset where the run first wrote to e
 retry scans only from there. The receipt is written *before* the lines, so a crash in between
 costs a short scan, never a duplicate. All of this happens under an exclusive file lock, so
 several workers sharing the output directory (a mounted volume) cannot interleave lines.
+
+The error ledger also holds *failure records* (``"record_type": "run_failure"``: a run failed;
+see :mod:`alerts`); row records have no ``record_type``. Readers that count rows skip them
+(:func:`is_row_record`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from include.painting_simulator.settings import (
     SERVICE_NAME,
 )
 
+# ``record_type`` of a failure record in the error ledger (row records have no record_type).
+RUN_FAILURE = "run_failure"
 LEDGER_FILES = {"anomaly": ANOMALY_LEDGER, "normal": NORMAL_LEDGER, "error": ERROR_LEDGER}
 RECEIPTS_FILE = ".painting_ledger_receipts.json"
 LOCK_FILE = ".painting_ledger.lock"
@@ -120,7 +126,8 @@ class Ledgers:
                             record = json.loads(line)
                         except ValueError:
                             continue
-                        if record.get("run_id") == run_id:
+                        # Failure records (record_type) share the error ledger: not rows.
+                        if record.get("run_id") == run_id and "record_type" not in record:
                             keys.add(_key(record))
             except FileNotFoundError:
                 continue
@@ -178,6 +185,46 @@ class Ledgers:
                 os.fsync(fh.fileno())
             return len(fresh)
 
+    def append_failure(self, record: dict[str, Any]) -> bool:
+        """Append a failure record (see :mod:`alerts`) unless one with the same run, task and try
+        is already in the error ledger; True if written.
+
+        Scans the whole error ledger: failures are rare, and a run's receipt may not exist.
+        """
+        path = self.path("error")
+        key = _failure_key(record)
+        with self._locked():
+            self._trim_torn_tail(path)
+            try:
+                with open(path, "rb") as fh:
+                    for line in fh:
+                        if RUN_FAILURE.encode() not in line:
+                            continue  # cheap skip of row records
+                        try:
+                            existing = json.loads(line)
+                        except ValueError:
+                            continue
+                        if existing.get("record_type") == RUN_FAILURE and (
+                            _failure_key(existing) == key
+                        ):
+                            return False
+            except FileNotFoundError:
+                pass
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            return True
+
+
+def _failure_key(record: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return record.get("run_id"), record.get("task_id"), record.get("try_number")
+
+
+def is_row_record(record: dict[str, Any]) -> bool:
+    """True for a row's record; False for a failure record (``record_type`` set)."""
+    return "record_type" not in record
+
 
 def record_results(
     ledgers: Ledgers, kind: str, run_id: str, results: Iterable[dict[str, Any]]
@@ -205,4 +252,12 @@ def describe_error(record: dict[str, Any]) -> str:
     status = f" status={record['status']}" if "status" in record else ""
     return (
         f"ERROR {record['source']['blob']} row {record['source']['row']}{status}: {record['error']}"
+    )
+
+
+def describe_failure(record: dict[str, Any]) -> str:
+    """One readable log line per failure record."""
+    return (
+        f"RUN FAILED {record['run_id']} task {record['task_id']} "
+        f"(try {record['try_number']}): {record['error']}"
     )
