@@ -158,8 +158,12 @@ def create_app() -> FastAPI:
         end = _now_minute() + 1
         minutes = RANGES[range_]
         result = ledgers.summary(None if minutes is None else end - minutes, end)
-        result["range"]["name"] = range_
-        result["simulator"] = simulator_state(ledgers.run_counts)
+        if result["indexing"] is None:
+            result["range"]["name"] = range_
+            run_counts = ledgers.run_counts
+        else:  # the first pass over big ledgers is still running: the state, without counts
+            run_counts = lambda run_id: None  # noqa: E731
+        result["simulator"] = simulator_state(run_counts)
         result["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         return result
 

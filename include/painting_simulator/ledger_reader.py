@@ -18,6 +18,7 @@ No Airflow here: the dashboard plugin resolves the output directory and calls th
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import threading
@@ -25,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from include.painting_simulator.ledger import LEDGER_FILES
@@ -101,13 +102,24 @@ def minute_of(timestamp: Any) -> int | None:
         return None
     try:
         if timestamp.endswith("Z") or timestamp.endswith("+00:00") or len(timestamp) == 16:
-            # The ledgers' own format: the minute is the first 16 characters (fast path).
-            moment = datetime.strptime(timestamp[:16], "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
-        else:
-            moment = datetime.fromisoformat(timestamp)
-            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+            # The ledgers' own format: the minute is the first 16 characters (fast path; a
+            # minute holds many records, so its parse is cached).
+            return _utc_minute(timestamp[:16])
+        moment = datetime.fromisoformat(timestamp)
     except ValueError:
         return None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return int((moment - _EPOCH).total_seconds() // 60)
+
+
+@lru_cache(maxsize=4096)
+def _utc_minute(minute: str) -> int:
+    if minute[4] != "-" or minute[7] != "-" or minute[10] != "T" or minute[13] != ":":
+        raise ValueError(f"not an ISO-8601 minute: {minute!r}")
+    moment = datetime(
+        int(minute[:4]), int(minute[5:7]), int(minute[8:10]), int(minute[11:13]),
+        int(minute[14:16]), tzinfo=UTC,
+    )  # fmt: skip
     return int((moment - _EPOCH).total_seconds() // 60)
 
 
@@ -119,6 +131,16 @@ def _text(value: Any) -> str:
     if value is None or value == "":
         return UNKNOWN
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _bump(table: dict[int, dict[str, int]], minute: int, name: Any) -> None:
+    if name.__class__ is not str or not name:
+        name = _text(name)
+    counts = table.get(minute)
+    if counts is None:
+        table[minute] = {name: 1}
+    else:
+        counts[name] = counts.get(name, 0) + 1
 
 
 def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any] | None:
@@ -174,6 +196,7 @@ class LedgerIndex:
     lines: int = 0
     skipped: int = 0
     minutes: dict[int, int] = field(default_factory=dict)
+    keys: list[int] = field(default_factory=list)  # the minutes, sorted (for range queries)
     issues: dict[int, dict[str, int]] = field(default_factory=dict)
     machines: dict[int, dict[str, int]] = field(default_factory=dict)
     runs: OrderedDict[str, int] = field(default_factory=OrderedDict)
@@ -227,36 +250,49 @@ class LedgerIndex:
             return
         timestamp, run_id, issue, machine = fields
         self.lines += 1
-        self.minutes[minute] = self.minutes.get(minute, 0) + 1
+        minutes = self.minutes
+        seen = minutes.get(minute)
+        if seen is None:
+            minutes[minute] = 1
+            if not self.keys or minute > self.keys[-1]:
+                self.keys.append(minute)  # the usual case: records arrive in time order
+            else:
+                bisect.insort(self.keys, minute)
+        else:
+            minutes[minute] = seen + 1
         if issue is not None:  # an anomaly (only the anomaly ledger carries a prediction)
-            by_issue = self.issues.setdefault(minute, {})
-            by_issue[_text(issue)] = by_issue.get(_text(issue), 0) + 1
+            _bump(self.issues, minute, issue)
         if machine is not None:
-            by_machine = self.machines.setdefault(minute, {})
-            by_machine[_text(machine)] = by_machine.get(_text(machine), 0) + 1
-        if isinstance(run_id, str):
-            self.runs[run_id] = self.runs.pop(run_id, 0) + 1
-            if len(self.runs) > MAX_RUNS:
-                self.runs.popitem(last=False)
+            _bump(self.machines, minute, machine)
+        if run_id.__class__ is str:
+            runs = self.runs
+            if run_id in runs and next(reversed(runs)) == run_id:
+                runs[run_id] += 1  # the run being read (the usual case): no reordering
+            else:
+                runs[run_id] = runs.pop(run_id, 0) + 1
+                if len(runs) > MAX_RUNS:
+                    runs.popitem(last=False)
         if self.newest is None or timestamp > self.newest:
             self.newest = timestamp
 
+    def minutes_in(self, start: int | None, end: int | None) -> list[int]:
+        """The minutes ``start`` <= m < ``end`` (None: open) that hold records."""
+        low = 0 if start is None else bisect.bisect_left(self.keys, start)
+        high = len(self.keys) if end is None else bisect.bisect_left(self.keys, end)
+        return self.keys[low:high]
+
     def count(self, start: int | None = None, end: int | None = None) -> int:
         """Records in minutes ``start`` <= m < ``end`` (None: open)."""
-        return sum(n for m, n in self.minutes.items() if _within(m, start, end))
+        return sum(self.minutes[m] for m in self.minutes_in(start, end))
 
     def breakdown(self, table: str, start: int | None, end: int | None) -> dict[str, int]:
         """Counts by issue code (``table="issues"``) or machine (``"machines"``) in the range."""
         totals: dict[str, int] = {}
-        for minute, counts in getattr(self, table).items():
-            if _within(minute, start, end):
-                for name, n in counts.items():
-                    totals[name] = totals.get(name, 0) + n
+        table_ = getattr(self, table)
+        for minute in self.minutes_in(start, end):
+            for name, n in table_.get(minute, {}).items():
+                totals[name] = totals.get(name, 0) + n
         return totals
-
-
-def _within(minute: int, start: int | None, end: int | None) -> bool:
-    return (start is None or minute >= start) and (end is None or minute < end)
 
 
 # Bucket widths for the timeline, in minutes: the first giving at most MAX_BUCKETS buckets.
@@ -272,7 +308,12 @@ def bucket_minutes(span_minutes: int) -> int:
 
 
 class LedgerSet:
-    """The three ledgers of one output directory, indexed for the dashboard (thread-safe)."""
+    """The three ledgers of one output directory, indexed for the dashboard (thread-safe).
+
+    The first pass over big ledgers takes seconds (about 8 s per million lines), so it runs in
+    a background thread: until it is done, :meth:`ready` says how far it got and requests are
+    answered at once instead of waiting. Later refreshes read only the new lines, inline.
+    """
 
     def __init__(self, output_dir: str) -> None:
         self.output_dir = output_dir
@@ -280,18 +321,53 @@ class LedgerSet:
             kind: LedgerIndex(os.path.join(output_dir, name)) for kind, name in LEDGER_FILES.items()
         }
         self._lock = threading.Lock()
+        self._built = threading.Event()
+        self._builder: threading.Thread | None = None
+        self._builder_lock = threading.Lock()  # not _lock: the builder holds that one
 
     def refresh(self) -> None:
         with self._lock:
             for index in self.indexes.values():
                 index.refresh()
 
-    def recent(self, kind: str, limit: int, offset: int = 0) -> dict[str, Any]:
-        """A page of the newest records of one ledger, with the ledger's total."""
+    def _build(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._built.set()
+
+    def ready(self, wait: float = 1.0) -> bool:
+        """Start the first pass if needed, wait up to ``wait`` s for it; True once it is done
+        (and then bring the index up to date)."""
+        if not self._built.is_set():
+            with self._builder_lock:
+                if self._builder is None:
+                    self._builder = threading.Thread(
+                        target=self._build, name=f"ledger-index {self.output_dir}", daemon=True
+                    )
+                    self._builder.start()
+            if not self._built.wait(wait):
+                return False
         self.refresh()
+        return True
+
+    def progress(self) -> float:
+        """Share of the ledgers' bytes indexed so far (0..1)."""
+        done = total = 0
+        for index in self.indexes.values():
+            try:
+                size = os.path.getsize(index.path)
+            except OSError:
+                continue
+            done, total = done + min(index.offset, size), total + size
+        return round(done / total, 3) if total else 1.0
+
+    def recent(self, kind: str, limit: int, offset: int = 0, wait: float = 1.0) -> dict[str, Any]:
+        """A page of the newest records of one ledger, with the ledger's total (None while
+        the first pass is still counting: the page itself does not wait for it)."""
         index = self.indexes[kind]
         return {
-            "total": index.lines,
+            "total": index.lines if self.ready(wait) else None,
             "offset": offset,
             "limit": limit,
             "records": newest_records(index.path, limit, offset),
@@ -302,13 +378,15 @@ class LedgerSet:
         with self._lock:
             return {kind: index.runs.get(run_id, 0) for kind, index in self.indexes.items()}
 
-    def summary(self, start: int | None, end: int) -> dict[str, Any]:
-        """Counts, anomaly rate, timeline and breakdowns for minutes ``start`` <= m < ``end``."""
-        self.refresh()
+    def summary(self, start: int | None, end: int, wait: float = 1.0) -> dict[str, Any]:
+        """Counts, anomaly rate, timeline and breakdowns for minutes ``start`` <= m < ``end``;
+        ``{"indexing": progress}`` while the first pass over the ledgers is still running."""
+        if not self.ready(wait):
+            return {"indexing": {"progress": self.progress()}}
         with self._lock:
             anomalies = self.indexes["anomaly"]
             if start is None:  # all of it: from the first minute any ledger holds
-                firsts = [min(i.minutes) for i in self.indexes.values() if i.minutes]
+                firsts = [i.keys[0] for i in self.indexes.values() if i.keys]
                 start = min(firsts) if firsts else end - 60
             start = min(start, end - 1)
             width = bucket_minutes(end - start)
@@ -317,16 +395,17 @@ class LedgerSet:
             timeline = {b: dict.fromkeys(KINDS, 0) for b in buckets}
             counts = dict.fromkeys(KINDS, 0)
             for kind, index in self.indexes.items():
-                for minute, n in index.minutes.items():
-                    if start <= minute < end:
-                        counts[kind] += n
-                        timeline[minute - minute % width][kind] += n
+                for minute in index.minutes_in(start, end):
+                    n = index.minutes[minute]
+                    counts[kind] += n
+                    timeline[minute - minute % width][kind] += n
             by_issue = anomalies.breakdown("issues", start, end)
             by_machine = anomalies.breakdown("machines", start, end)
             totals = {kind: index.lines for kind, index in self.indexes.items()}
             skipped = sum(index.skipped for index in self.indexes.values())
             newest = max((i.newest for i in self.indexes.values() if i.newest), default=None)
         return {
+            "indexing": None,
             "range": {"from": minute_iso(start), "to": minute_iso(end), "bucket_minutes": width},
             "counts": {**counts, "total": sum(counts.values())},
             "anomaly_rate": _rate(counts["anomaly"], counts["normal"]),

@@ -4,7 +4,7 @@
 "use strict";
 
 const REFRESH_MS = 15000;
-const state = { range: "1h", pageSize: 20, offset: 0, total: 0, charts: {} };
+const state = { range: "1h", pageSize: 20, offset: 0, charts: {} };
 
 const $ = (id) => document.getElementById(id);
 
@@ -167,7 +167,7 @@ function renderSummary(summary) {
 }
 
 function renderRecent(page) {
-  state.total = page.total;
+  const counted = typeof page.total === "number"; // null while the first pass is counting
   const body = $("recent-table").tBodies[0];
   const rows = page.records.map((record) => {
     const prediction = record.prediction || {};
@@ -188,11 +188,12 @@ function renderRecent(page) {
   });
   if (!rows.length) rows.push(emptyRow(8, "No anomalies recorded yet."));
   body.replaceChildren(...rows);
-  const pages = Math.max(1, Math.ceil(page.total / state.pageSize));
   const current = Math.floor(state.offset / state.pageSize) + 1;
-  $("page-info").textContent = `page ${current} of ${pages} · ${fmtNumber(page.total)} anomalies in the ledger`;
+  $("page-info").textContent = counted
+    ? `page ${current} of ${Math.max(1, Math.ceil(page.total / state.pageSize))} · ${fmtNumber(page.total)} anomalies in the ledger`
+    : `page ${current} · counting the anomalies…`;
   $("newer").disabled = state.offset === 0;
-  $("older").disabled = state.offset + state.pageSize >= page.total;
+  $("older").disabled = counted ? state.offset + state.pageSize >= page.total : page.records.length < state.pageSize;
 }
 
 let loading = null;
@@ -204,9 +205,16 @@ async function refresh() {
         getJson(`api/summary?range=${encodeURIComponent(state.range)}`),
         getJson(`api/anomalies/recent?limit=${state.pageSize}&offset=${state.offset}`),
       ]);
-      renderSummary(summary);
       renderRecent(recent);
       showError(null);
+      if (summary.indexing) {
+        // The api-server is still reading big ledgers for the first time: ask again soon.
+        renderSimulator(summary.simulator);
+        $("updated").textContent = `indexing the ledgers… ${Math.round(summary.indexing.progress * 100)} %`;
+        setTimeout(refresh, 2000);
+        return;
+      }
+      renderSummary(summary);
       $("updated").textContent = `updated ${new Date().toLocaleTimeString()} · refreshes every ${REFRESH_MS / 1000} s`;
       document.body.dataset.loaded = "true";
     } catch (error) {

@@ -264,3 +264,30 @@ def test_ledger_set_summary_of_empty_ledgers(tmp_path: Path):
 )
 def test_bucket_width_keeps_the_timeline_short(span: int, width: int):
     assert bucket_minutes(span) == width
+
+
+def test_requests_do_not_wait_for_the_first_pass_over_big_ledgers(tmp_path: Path, monkeypatch):
+    """While the background pass runs, summary says how far it got and recent still answers."""
+    import threading
+
+    write_lines(tmp_path / LEDGER_FILES["anomaly"], [anomaly(0, "2026-01-01T00:00:00.000Z")])
+    release = threading.Event()
+    real_refresh = LedgerIndex.refresh
+
+    def slow_refresh(self: LedgerIndex, *args: Any) -> int:
+        assert release.wait(30), "the test never released the first pass"
+        return real_refresh(self, *args)
+
+    monkeypatch.setattr(LedgerIndex, "refresh", slow_refresh)
+    ledgers = LedgerSet(str(tmp_path))
+    end = minute_of("2026-01-01T01:00:00Z")
+    assert ledgers.summary(None, end, wait=0.1) == {"indexing": {"progress": 0.0}}
+    page = ledgers.recent("anomaly", 10, wait=0.1)
+    assert page["total"] is None
+    assert [r["source"]["row"] for r in page["records"]] == [0]
+
+    release.set()
+    summary = ledgers.summary(None, end, wait=30)
+    assert summary["indexing"] is None
+    assert summary["counts"]["anomaly"] == 1
+    assert ledgers.recent("anomaly", 10)["total"] == 1
