@@ -8,6 +8,8 @@ simulation they hold millions of lines. Two ways of reading keep the dashboard f
 * :class:`LedgerIndex` keeps **counts per minute** (per issue code and per machine for
   anomalies, per run) together with the byte offset it has consumed. Each refresh reads only
   the lines appended since; a file that shrank or was replaced (rotation) is indexed again.
+  Minutes more than 8 days before the newest record are folded into hours, so the index of
+  years of ledger stays small.
 
 Lines are read defensively: other record types may appear (failure records, replays) and future
 fields are ignored; a line that is not a JSON object with a ``timestamp`` is counted as skipped,
@@ -32,6 +34,8 @@ from typing import Any
 from include.painting_simulator.ledger import LEDGER_FILES
 
 KINDS = tuple(LEDGER_FILES)  # ("anomaly", "normal", "error")
+# Counts are kept per minute for the 8 days before the newest record, per hour before that.
+MINUTE_DETAIL = 8 * 24 * 60
 BLOCK_SIZE = 1 << 16
 # Per-run counts are kept for the most recent runs only (the dashboard shows the last run).
 MAX_RUNS = 1000
@@ -201,6 +205,8 @@ class LedgerIndex:
     machines: dict[int, dict[str, int]] = field(default_factory=dict)
     runs: OrderedDict[str, int] = field(default_factory=OrderedDict)
     newest: str | None = None  # timestamp of the last record indexed
+    # Minutes before this one are kept per hour (keyed by the hour's first minute).
+    hourly_before: int = 0
 
     def reset(self) -> None:
         self.__init__(self.path)  # type: ignore[misc]
@@ -240,7 +246,37 @@ class LedgerIndex:
                         read += 1
                 self.offset += end + 1
                 fh.seek(self.offset)
+                self._compact()  # as it goes: a first pass over years stays small
         return read
+
+    def _compact(self) -> None:
+        """Fold minutes older than ``MINUTE_DETAIL`` before the newest record into hours.
+
+        Per-minute detail is only needed by the short ranges; years of ledger kept per minute
+        would cost gigabytes. Ranges reaching further back use buckets of an hour or more.
+        """
+        if not self.keys:
+            return
+        cutoff = self.keys[-1] - MINUTE_DETAIL
+        cutoff -= cutoff % 60
+        if cutoff <= self.hourly_before:
+            return
+        low = bisect.bisect_left(self.keys, self.hourly_before)
+        high = bisect.bisect_left(self.keys, cutoff)
+        segment = self.keys[low:high]
+        for minute in segment:
+            hour = minute - minute % 60
+            if hour == minute:
+                continue
+            self.minutes[hour] = self.minutes.get(hour, 0) + self.minutes.pop(minute)
+            for table in (self.issues, self.machines):
+                counts = table.pop(minute, None)
+                if counts:
+                    merged = table.setdefault(hour, {})
+                    for name, n in counts.items():
+                        merged[name] = merged.get(name, 0) + n
+        self.keys[low:high] = sorted({minute - minute % 60 for minute in segment})
+        self.hourly_before = cutoff
 
     def _add(self, line: bytes, decoder: Any) -> None:
         fields = _fields(line, decoder)
@@ -250,6 +286,8 @@ class LedgerIndex:
             return
         timestamp, run_id, issue, machine = fields
         self.lines += 1
+        if minute < self.hourly_before:  # a late record for a period already kept per hour
+            minute -= minute % 60
         minutes = self.minutes
         seen = minutes.get(minute)
         if seen is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,14 +46,22 @@ class AirflowApp:
         return answer.json()["access_token"]
 
 
+# The api-server signs its JWTs with [api_auth] jwt_secret. Airflow generates one when it writes
+# a fresh airflow.cfg, which depends on which test imported Airflow first: set one for ours.
+JWT_SECRET = secrets.token_urlsafe(64)
+
+
 @pytest.fixture(scope="session")
 def airflow_app(airflow_db: Path) -> Iterator[AirflowApp]:
     from starlette.testclient import TestClient
 
-    from airflow.api_fastapi.app import create_app
+    from airflow.api_fastapi.app import create_app, purge_cached_app
 
-    with TestClient(create_app(), base_url="http://127.0.0.1") as client:
-        yield AirflowApp(client)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET)
+        with TestClient(create_app(), base_url="http://127.0.0.1") as client:
+            yield AirflowApp(client)
+        purge_cached_app()  # the auth manager singleton goes too
 
 
 @dataclass
@@ -71,6 +80,7 @@ def api_server(airflow_db: Path, logs_dir: Path) -> Iterator[ApiServer]:
     port = local_services.free_port()
     env = local_services.airflow_env(airflow_db, port)
     env.pop("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", None)
+    env["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET
     base_url = f"http://127.0.0.1:{port}"
     command = [
         sys.executable, "-m", "airflow", "api-server",

@@ -196,3 +196,19 @@ def test_dashboard_shows_a_real_run_in_the_airflow_ui_and_escapes_markup(
     driver.save_screenshot(str(shot))
     if target := os.environ.get("DASHBOARD_SCREENSHOT"):
         shutil.copyfile(shot, target)
+
+    # Paging through the table: 2 rows a page (an extra choice added to the page-size menu).
+    driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe"))
+    driver.execute_script(
+        "const s = document.getElementById('page-size'); s.add(new Option('2', '2'));"
+        "s.value = '2'; s.dispatchEvent(new Event('change'));"
+    )
+    info = driver.find_element(By.ID, "page-info")
+    wait_until("page 1 of 2 rows", lambda: info.text.startswith("page 1 of 2"))
+    driver.find_element(By.ID, "older").click()
+    wait_until("page 2", lambda: info.text.startswith("page 2 of 2"))
+    machines = [c.text for c in table.find_elements(By.CSS_SELECTOR, "tbody tr td.machine")]
+    assert machines == newest_first[2:4]
+    assert not driver.find_element(By.ID, "older").is_enabled()
+    driver.find_element(By.ID, "newer").click()
+    wait_until("page 1 again", lambda: info.text.startswith("page 1 of 2"))

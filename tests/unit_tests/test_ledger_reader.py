@@ -291,3 +291,30 @@ def test_requests_do_not_wait_for_the_first_pass_over_big_ledgers(tmp_path: Path
     assert summary["indexing"] is None
     assert summary["counts"]["anomaly"] == 1
     assert ledgers.recent("anomaly", 10)["total"] == 1
+
+
+def test_old_minutes_are_folded_into_hours_and_ranges_still_add_up(tmp_path: Path):
+    """Years of ledger must not cost a dict entry per minute: beyond 8 days, one per hour."""
+    path = tmp_path / LEDGER_FILES["anomaly"]
+    start = minute_of("2026-01-01T00:00:00Z")
+    stamps = [start + m for m in range(0, 10 * 24 * 60, 7)]  # every 7 minutes for 10 days
+    iso = [ledger_reader.minute_iso(m).replace("Z", ":00.000Z") for m in stamps]
+    write_lines(path, [anomaly(i, t, machine=f"PAINT-{i % 3}") for i, t in enumerate(iso)])
+    index = LedgerIndex(str(path))
+    index.refresh()
+    newest = stamps[-1]
+    assert index.hourly_before > start
+    old = [k for k in index.keys if k < index.hourly_before]
+    assert old
+    assert all(k % 60 == 0 for k in old)
+    assert all(k >= index.hourly_before for k in index.minutes if k % 60)
+    assert len(index.keys) < 2 * 24 * 8 + 8 * 24 * 60 // 7 + 10  # hours + recent minutes
+    assert index.count() == len(stamps)
+    assert sum(index.breakdown("machines", None, None).values()) == len(stamps)
+    # A range inside the last 8 days is exact to the minute.
+    last_hour = [m for m in stamps if newest - 60 < m <= newest]
+    assert index.count(newest - 59, newest + 1) == len(last_hour)
+    # A late record for an hour already folded lands in that hour.
+    write_lines(path, [anomaly(0, iso[0])])
+    index.refresh()
+    assert index.count(start, start + 60) == len([m for m in stamps if m < start + 60]) + 1
