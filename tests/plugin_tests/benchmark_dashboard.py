@@ -1,19 +1,23 @@
 """How long the dashboard's endpoints take on a ledger of 1,000,000 lines (prints, asserts nothing).
 
     .venv/bin/python -m tests.plugin_tests.benchmark_dashboard [--lines 1000000] [--dir DIR]
+        [--api-server]
 
 Writes an anomaly ledger of ``--lines`` records shaped by the real writer
 (:func:`ledger.make_record`; 10 rows a minute, 4 machines, 7 issue codes, ending now) plus a
 normal ledger of a tenth of that, then times what the endpoints do with them
 (:mod:`ledger_reader`, called exactly as ``plugins/painting_dashboard.py`` calls it):
 
-* the first ``/api/summary`` after the api-server starts (the index is built: one pass),
+* the first ``/api/summary`` after the api-server starts (it starts the first pass over the
+  ledgers in the background and answers "indexing" after 1 s), and how long that pass takes,
 * later ``/api/summary`` calls for each time range (the index is reused; nothing new to read),
 * ``/api/summary`` after another run appended 10 lines (only those are read),
 * ``/api/anomalies/recent`` for the first page and a deep page (read from the end).
 
 Authentication and the metadata-DB query of the simulator's state are left out: their cost
-does not depend on the ledgers.
+does not depend on the ledgers. With ``--api-server`` the same ledgers are then served by a
+real ``airflow api-server`` (throw-away AIRFLOW_HOME, simple auth manager, a free port) and the
+endpoints are timed over HTTP with a token, as the page calls them.
 """
 
 from __future__ import annotations
@@ -21,12 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from include.painting_simulator.ledger import LEDGER_FILES, make_record
 from include.painting_simulator.ledger_reader import LedgerSet
+from scripts import local_services
 
 ISSUES = ("PAINT-EQ-VOL-HIGH", "PAINT-EQ-VOL-LOW", "PAINT-EQ-CUR-HIGH", "PAINT-EQ-TEM-LOW",
           "PAINT-EQ-MCH", "PAINT-EQ-VOL-INVALID", "PAINT-EQ-TEM-INVALID")  # fmt: skip
@@ -83,6 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--dir", help="output dir to use (default: a temporary one, removed)")
+    parser.add_argument("--api-server", action="store_true", help="also time them over HTTP")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="painting-bench-") as tmp:
         output_dir = args.dir or tmp
@@ -124,6 +134,51 @@ def main() -> None:
         assert page["total"] == args.lines + 10
         timed("/api/anomalies/recent?limit=20&offset=10000",
               lambda: ledgers.recent("anomaly", 20, 10_000), repeat=3)  # fmt: skip
+        if args.api_server:
+            over_http(output_dir)
+
+
+def over_http(output_dir: str) -> None:
+    """Time the endpoints of a real api-server serving these ledgers (token auth, DB)."""
+    with tempfile.TemporaryDirectory(prefix="painting-bench-airflow-") as home:
+        port = local_services.free_port()
+        env = local_services.airflow_env(Path(home), port)
+        env["AIRFLOW_VAR_PAINTING_OUTPUT_DIR"] = output_dir
+        airflow = [sys.executable, "-m", "airflow"]
+        subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+        base = f"http://127.0.0.1:{port}"
+        server = local_services.ServiceProcess(
+            "Airflow api-server",
+            [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            port, local_services.http_ready(f"{base}/api/v2/monitor/health"),
+            Path(home) / "api-server.log", env=env,
+        )  # fmt: skip
+        with server:
+            passwords = Path(home) / "simple_auth_manager_passwords.json.generated"
+            login = {"username": "admin", "password": json.loads(passwords.read_text())["admin"]}
+            body, headers = json.dumps(login).encode(), {"Content-Type": "application/json"}
+            request = urllib.request.Request(f"{base}/auth/token", body, headers)
+            with urllib.request.urlopen(request) as answer:
+                token = json.load(answer)["access_token"]
+
+            def get(path: str) -> dict:
+                request = urllib.request.Request(base + path)
+                request.add_header("Authorization", f"Bearer {token}")
+                with urllib.request.urlopen(request) as answer:
+                    return json.load(answer)
+
+            print(f"over HTTP, {base} (one api-server worker, fresh: its index is empty):")
+            summary = "/painting/api/summary?range=1h"
+            first = timed(f"first {summary}", lambda: get(summary))
+            print(f"    -> indexing: {first['indexing']}")
+            while get(summary)["indexing"] is not None:
+                time.sleep(0.2)
+            for name in ("1h", "24h", "7d", "all"):
+                timed(f"/painting/api/summary?range={name}",
+                      lambda n=name: get(f"/painting/api/summary?range={n}"), repeat=5)  # fmt: skip
+            for query in ("limit=20", "limit=20&offset=10000"):
+                path = f"/painting/api/anomalies/recent?{query}"
+                timed(path, lambda p=path: get(p), repeat=5)
 
 
 if __name__ == "__main__":
