@@ -1,0 +1,481 @@
+"""Read the ledgers for the anomaly dashboard: newest records first, and counts per minute.
+
+The ledgers only grow (one JSON line per row, appended by :mod:`ledger`), and after months of
+simulation they hold millions of lines. Two ways of reading keep the dashboard fast on them:
+
+* :func:`newest_records` reads a ledger **from its end**, block by block, and stops as soon as
+  it has the page it was asked for: the cost depends on the page, not on the file.
+* :class:`LedgerIndex` keeps **counts per minute** (per issue code and per machine for
+  anomalies, per run) together with the byte offset it has consumed. Each refresh reads only
+  the lines appended since; a file that shrank or was replaced (rotation) is indexed again.
+  Minutes more than 8 days before the newest record are folded into hours, so the index of
+  years of ledger stays small.
+
+Lines are read defensively: other record types may appear (failure records, replays) and future
+fields are ignored; a line that is not a JSON object with a ``timestamp`` is counted as skipped,
+never fatal. A torn last line (a writer still appending) is left for the next refresh.
+
+No Airflow here: the dashboard plugin resolves the output directory and calls this module.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache, lru_cache
+from typing import Any
+
+from include.painting_simulator.ledger import LEDGER_FILES
+
+KINDS = tuple(LEDGER_FILES)  # ("anomaly", "normal", "error")
+# Counts are kept per minute for the 8 days before the newest record, per hour before that.
+MINUTE_DETAIL = 8 * 24 * 60
+BLOCK_SIZE = 1 << 16
+# Per-run counts are kept for the most recent runs only (the dashboard shows the last run).
+MAX_RUNS = 1000
+UNKNOWN = "(unknown)"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def lines_backwards(path: str, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """Yield the complete lines of ``path``, last first (a torn last line is not yielded)."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 (closed in finally: this is a generator)
+    except FileNotFoundError:
+        return
+    try:
+        pos = fh.seek(0, os.SEEK_END)
+        tail = b""
+        torn = True  # until we know the file ends with a newline
+        while pos > 0:
+            start = max(0, pos - block_size)
+            fh.seek(start)
+            chunk = fh.read(pos - start) + tail
+            pos = start
+            parts = chunk.split(b"\n")
+            tail = parts[0]  # may continue in the previous block
+            for line in reversed(parts[1:]):
+                if torn:  # after the last newline: b"" or a line still being written
+                    torn = False
+                    continue
+                if line.strip():
+                    yield line
+        if tail.strip() and not torn:
+            yield tail
+    finally:
+        fh.close()
+
+
+def parse_record(line: bytes) -> dict[str, Any] | None:
+    """The record on one ledger line, or None if it is not a JSON object."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def newest_records(path: str, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """Records ``offset`` .. ``offset + limit - 1`` counted from the newest, newest first."""
+    records: list[dict[str, Any]] = []
+    if limit <= 0:
+        return records
+    skip = offset
+    for line in lines_backwards(path):
+        record = parse_record(line)
+        if record is None:
+            continue
+        if skip:
+            skip -= 1
+            continue
+        records.append(record)
+        if len(records) >= limit:
+            break
+    return records
+
+
+def minute_of(timestamp: Any) -> int | None:
+    """Minutes since the epoch (UTC) of an ISO-8601 timestamp, or None if it is not one."""
+    if not isinstance(timestamp, str) or len(timestamp) < 16:
+        return None
+    try:
+        if timestamp.endswith("Z") or timestamp.endswith("+00:00") or len(timestamp) == 16:
+            # The ledgers' own format: the minute is the first 16 characters (fast path; a
+            # minute holds many records, so its parse is cached).
+            return _utc_minute(timestamp[:16])
+        moment = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return int((moment - _EPOCH).total_seconds() // 60)
+
+
+@lru_cache(maxsize=4096)
+def _utc_minute(minute: str) -> int:
+    if minute[4] != "-" or minute[7] != "-" or minute[10] != "T" or minute[13] != ":":
+        raise ValueError(f"not an ISO-8601 minute: {minute!r}")
+    moment = datetime(
+        int(minute[:4]), int(minute[5:7]), int(minute[8:10]), int(minute[11:13]),
+        int(minute[14:16]), tzinfo=UTC,
+    )  # fmt: skip
+    return int((moment - _EPOCH).total_seconds() // 60)
+
+
+def minute_iso(minute: int) -> str:
+    return (_EPOCH + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "":
+        return UNKNOWN
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _bump(table: dict[int, dict[str, int]], minute: int, name: Any) -> None:
+    if name.__class__ is not str or not name:
+        name = _text(name)
+    counts = table.get(minute)
+    if counts is None:
+        table[minute] = {name: 1}
+    else:
+        counts[name] = counts.get(name, 0) + 1
+
+
+def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any] | None:
+    """(timestamp, run_id, issue, machineId) of one line; None if it is not a record."""
+    import msgspec
+
+    try:
+        row = decoder.decode(line)
+        prediction, data = row.prediction, row.original_data
+        issue = prediction.issue if prediction else None
+        machine = (prediction.machineId if prediction else None) or (
+            data.machineId if data else None
+        )
+        return row.timestamp, row.run_id, issue, machine
+    except msgspec.ValidationError:
+        pass  # an unexpected shape (e.g. a list where a record was expected): slow path
+    except msgspec.DecodeError:
+        return None
+    record = parse_record(line)
+    if record is None:
+        return None
+    prediction = record.get("prediction") if isinstance(record.get("prediction"), dict) else {}
+    data = record.get("original_data") if isinstance(record.get("original_data"), dict) else {}
+    machine = prediction.get("machineId") or data.get("machineId")
+    return record.get("timestamp"), record.get("run_id"), prediction.get("issue"), machine
+
+
+@cache
+def _decoder() -> Any:
+    """A msgspec decoder that reads only the fields the index needs (the rest is skipped)."""
+    import msgspec
+
+    reading = msgspec.defstruct("Reading", [("issue", Any, None), ("machineId", Any, None)])
+    row = msgspec.defstruct(
+        "Row",
+        [
+            ("timestamp", Any, None),
+            ("run_id", Any, None),
+            ("prediction", reading | None, None),
+            ("original_data", reading | None, None),
+        ],
+    )
+    return msgspec.json.Decoder(row)
+
+
+@dataclass
+class LedgerIndex:
+    """Counts per minute of one ledger, brought up to date incrementally by :meth:`refresh`."""
+
+    path: str
+    offset: int = 0  # bytes consumed (always at a line boundary)
+    file_id: tuple[int, int] | None = None  # (device, inode) of the file indexed
+    lines: int = 0
+    skipped: int = 0
+    minutes: dict[int, int] = field(default_factory=dict)
+    keys: list[int] = field(default_factory=list)  # the minutes, sorted (for range queries)
+    issues: dict[int, dict[str, int]] = field(default_factory=dict)
+    machines: dict[int, dict[str, int]] = field(default_factory=dict)
+    runs: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    newest: str | None = None  # timestamp of the last record indexed
+    # Minutes before this one are kept per hour (keyed by the hour's first minute).
+    hourly_before: int = 0
+
+    def reset(self) -> None:
+        self.__init__(self.path)  # type: ignore[misc]
+
+    def refresh(self, block_size: int = 1 << 20) -> int:
+        """Index the lines appended since the last call; return how many were read."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            if self.file_id is not None:
+                self.reset()
+            return 0
+        file_id = (stat.st_dev, stat.st_ino)
+        if file_id != self.file_id or stat.st_size < self.offset:
+            self.reset()  # rotated, replaced or truncated: start over
+            self.file_id = file_id
+        if stat.st_size == self.offset:
+            return 0
+        decoder = _decoder()
+        read = 0
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            while True:
+                block = fh.read(block_size)
+                if not block:
+                    break
+                end = block.rfind(b"\n")
+                if end < 0:
+                    if len(block) < block_size:
+                        break  # a torn last line: wait for its newline
+                    block_size *= 2  # a line longer than a block
+                    fh.seek(self.offset)
+                    continue
+                for line in block[: end + 1].splitlines():
+                    if line.strip():
+                        self._add(line, decoder)
+                        read += 1
+                self.offset += end + 1
+                fh.seek(self.offset)
+                self._compact()  # as it goes: a first pass over years stays small
+        return read
+
+    def _compact(self) -> None:
+        """Fold minutes older than ``MINUTE_DETAIL`` before the newest record into hours.
+
+        Per-minute detail is only needed by the short ranges; years of ledger kept per minute
+        would cost gigabytes. Ranges reaching further back use buckets of an hour or more.
+        """
+        if not self.keys:
+            return
+        cutoff = self.keys[-1] - MINUTE_DETAIL
+        cutoff -= cutoff % 60
+        if cutoff <= self.hourly_before:
+            return
+        low = bisect.bisect_left(self.keys, self.hourly_before)
+        high = bisect.bisect_left(self.keys, cutoff)
+        segment = self.keys[low:high]
+        for minute in segment:
+            hour = minute - minute % 60
+            if hour == minute:
+                continue
+            self.minutes[hour] = self.minutes.get(hour, 0) + self.minutes.pop(minute)
+            for table in (self.issues, self.machines):
+                counts = table.pop(minute, None)
+                if counts:
+                    merged = table.setdefault(hour, {})
+                    for name, n in counts.items():
+                        merged[name] = merged.get(name, 0) + n
+        self.keys[low:high] = sorted({minute - minute % 60 for minute in segment})
+        self.hourly_before = cutoff
+
+    def _add(self, line: bytes, decoder: Any) -> None:
+        fields = _fields(line, decoder)
+        minute = minute_of(fields[0]) if fields else None
+        if fields is None or minute is None:
+            self.skipped += 1
+            return
+        timestamp, run_id, issue, machine = fields
+        self.lines += 1
+        if minute < self.hourly_before:  # a late record for a period already kept per hour
+            minute -= minute % 60
+        minutes = self.minutes
+        seen = minutes.get(minute)
+        if seen is None:
+            minutes[minute] = 1
+            if not self.keys or minute > self.keys[-1]:
+                self.keys.append(minute)  # the usual case: records arrive in time order
+            else:
+                bisect.insort(self.keys, minute)
+        else:
+            minutes[minute] = seen + 1
+        if issue is not None:  # an anomaly (only the anomaly ledger carries a prediction)
+            _bump(self.issues, minute, issue)
+        if machine is not None:
+            _bump(self.machines, minute, machine)
+        if run_id.__class__ is str:
+            runs = self.runs
+            if run_id in runs and next(reversed(runs)) == run_id:
+                runs[run_id] += 1  # the run being read (the usual case): no reordering
+            else:
+                runs[run_id] = runs.pop(run_id, 0) + 1
+                if len(runs) > MAX_RUNS:
+                    runs.popitem(last=False)
+        if self.newest is None or timestamp > self.newest:
+            self.newest = timestamp
+
+    def minutes_in(self, start: int | None, end: int | None) -> list[int]:
+        """The minutes ``start`` <= m < ``end`` (None: open) that hold records."""
+        low = 0 if start is None else bisect.bisect_left(self.keys, start)
+        high = len(self.keys) if end is None else bisect.bisect_left(self.keys, end)
+        return self.keys[low:high]
+
+    def count(self, start: int | None = None, end: int | None = None) -> int:
+        """Records in minutes ``start`` <= m < ``end`` (None: open)."""
+        return sum(self.minutes[m] for m in self.minutes_in(start, end))
+
+    def breakdown(self, table: str, start: int | None, end: int | None) -> dict[str, int]:
+        """Counts by issue code (``table="issues"``) or machine (``"machines"``) in the range."""
+        totals: dict[str, int] = {}
+        table_ = getattr(self, table)
+        for minute in self.minutes_in(start, end):
+            for name, n in table_.get(minute, {}).items():
+                totals[name] = totals.get(name, 0) + n
+        return totals
+
+
+# Bucket widths for the timeline, in minutes: the first giving at most MAX_BUCKETS buckets.
+BUCKET_CHOICES = (1, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 10080)
+MAX_BUCKETS = 120
+
+
+def bucket_minutes(span_minutes: int) -> int:
+    for width in BUCKET_CHOICES:
+        if span_minutes / width <= MAX_BUCKETS:
+            return width
+    return BUCKET_CHOICES[-1]
+
+
+class LedgerSet:
+    """The three ledgers of one output directory, indexed for the dashboard (thread-safe).
+
+    The first pass over big ledgers takes seconds (about 8 s per million lines), so it runs in
+    a background thread: until it is done, :meth:`ready` says how far it got and requests are
+    answered at once instead of waiting. Later refreshes read only the new lines, inline.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = output_dir
+        self.indexes = {
+            kind: LedgerIndex(os.path.join(output_dir, name)) for kind, name in LEDGER_FILES.items()
+        }
+        self._lock = threading.Lock()
+        self._built = threading.Event()
+        self._builder: threading.Thread | None = None
+        self._builder_lock = threading.Lock()  # not _lock: the builder holds that one
+
+    def refresh(self) -> None:
+        with self._lock:
+            for index in self.indexes.values():
+                index.refresh()
+
+    def _build(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._built.set()
+
+    def ready(self, wait: float = 1.0) -> bool:
+        """Start the first pass if needed, wait up to ``wait`` s for it; True once it is done
+        (and then bring the index up to date)."""
+        if not self._built.is_set():
+            with self._builder_lock:
+                if self._builder is None:
+                    self._builder = threading.Thread(
+                        target=self._build, name=f"ledger-index {self.output_dir}", daemon=True
+                    )
+                    self._builder.start()
+            if not self._built.wait(wait):
+                return False
+        self.refresh()
+        return True
+
+    def progress(self) -> float:
+        """Share of the ledgers' bytes indexed so far (0..1)."""
+        done = total = 0
+        for index in self.indexes.values():
+            try:
+                size = os.path.getsize(index.path)
+            except OSError:
+                continue
+            done, total = done + min(index.offset, size), total + size
+        return round(done / total, 3) if total else 1.0
+
+    def recent(self, kind: str, limit: int, offset: int = 0, wait: float = 1.0) -> dict[str, Any]:
+        """A page of the newest records of one ledger, with the ledger's total (None while
+        the first pass is still counting: the page itself does not wait for it)."""
+        index = self.indexes[kind]
+        return {
+            "total": index.lines if self.ready(wait) else None,
+            "offset": offset,
+            "limit": limit,
+            "records": newest_records(index.path, limit, offset),
+        }
+
+    def run_counts(self, run_id: str) -> dict[str, int]:
+        """How many records a run wrote to each ledger (for the most recent runs)."""
+        with self._lock:
+            return {kind: index.runs.get(run_id, 0) for kind, index in self.indexes.items()}
+
+    def summary(self, start: int | None, end: int, wait: float = 1.0) -> dict[str, Any]:
+        """Counts, anomaly rate, timeline and breakdowns for minutes ``start`` <= m < ``end``;
+        ``{"indexing": progress}`` while the first pass over the ledgers is still running."""
+        if not self.ready(wait):
+            return {"indexing": {"progress": self.progress()}}
+        with self._lock:
+            anomalies = self.indexes["anomaly"]
+            if start is None:  # all of it: from the first minute any ledger holds
+                firsts = [i.keys[0] for i in self.indexes.values() if i.keys]
+                start = min(firsts) if firsts else end - 60
+            start = min(start, end - 1)
+            width = bucket_minutes(end - start)
+            first_bucket = start - start % width
+            buckets = range(first_bucket, end, width)
+            timeline = {b: dict.fromkeys(KINDS, 0) for b in buckets}
+            counts = dict.fromkeys(KINDS, 0)
+            for kind, index in self.indexes.items():
+                for minute in index.minutes_in(start, end):
+                    n = index.minutes[minute]
+                    counts[kind] += n
+                    timeline[minute - minute % width][kind] += n
+            by_issue = anomalies.breakdown("issues", start, end)
+            by_machine = anomalies.breakdown("machines", start, end)
+            totals = {kind: index.lines for kind, index in self.indexes.items()}
+            skipped = sum(index.skipped for index in self.indexes.values())
+            newest = max((i.newest for i in self.indexes.values() if i.newest), default=None)
+        return {
+            "indexing": None,
+            "range": {"from": minute_iso(start), "to": minute_iso(end), "bucket_minutes": width},
+            "counts": {**counts, "total": sum(counts.values())},
+            "anomaly_rate": _rate(counts["anomaly"], counts["normal"]),
+            "timeline": [
+                {"start": minute_iso(b), **c, "anomaly_rate": _rate(c["anomaly"], c["normal"])}
+                for b, c in timeline.items()
+            ],
+            "by_issue": _ranked(by_issue, "issue"),
+            "by_machine": _ranked(by_machine, "machine"),
+            "totals": {**totals, "total": sum(totals.values())},
+            "skipped_lines": skipped,
+            "newest_record": newest,
+        }
+
+
+def _rate(anomalies: int, normals: int) -> float | None:
+    """Share of anomalies among the rows the model judged (errors have no verdict)."""
+    judged = anomalies + normals
+    return round(anomalies / judged, 4) if judged else None
+
+
+def _ranked(counts: dict[str, int], key: str) -> list[dict[str, Any]]:
+    return [{key: name, "count": n} for name, n in sorted(counts.items(), key=lambda i: -i[1])]
+
+
+_SETS: dict[str, LedgerSet] = {}
+_SETS_LOCK = threading.Lock()
+
+
+def ledger_set(output_dir: str) -> LedgerSet:
+    """The process-wide :class:`LedgerSet` of ``output_dir`` (its index survives requests)."""
+    with _SETS_LOCK:
+        if output_dir not in _SETS:
+            _SETS[output_dir] = LedgerSet(output_dir)
+        return _SETS[output_dir]

@@ -1,0 +1,147 @@
+"""The dashboard's JSON API, served by Airflow's own api-server app, on ledgers of a real DAG run.
+
+The app is built by Airflow's factory (``airflow.api_fastapi.app.create_app``), which loads
+``plugins/`` as the api-server does; the ledgers come from ``dag.test()`` against real Azurite
+and the real model service; logging in uses the auth manager's real ``/auth/token``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.plugin_tests.conftest import IMG_MACHINE, SCRIPT_MACHINE
+
+pytestmark = pytest.mark.integration
+
+RECENT = "/painting/api/anomalies/recent"
+SUMMARY = "/painting/api/summary"
+
+
+def test_recent_anomalies_and_summary_match_the_ledgers_of_the_run(dag_run_ledgers, airflow_app):
+    simulator, run = dag_run_ledgers
+    client = airflow_app.client
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+    ledgers = simulator.ledgers()
+    anomalies = ledgers["anomaly"]
+    assert len(anomalies) == 5, "the window holds five anomalies"
+
+    # Like the original GET /simulator/logs/recent: the newest anomaly records, as written.
+    answer = client.get(RECENT, params={"limit": 10}, headers=auth)
+    assert answer.status_code == 200, answer.text
+    page = answer.json()
+    assert page["total"] == 5
+    assert page["records"] == anomalies[::-1]
+    second = client.get(RECENT, params={"limit": 2, "offset": 2}, headers=auth).json()
+    assert second["records"] == anomalies[::-1][2:4]
+    # The markup machine ids travel as JSON strings, untouched (the page escapes them).
+    machines = {r["original_data"]["machineId"] for r in page["records"]}
+    assert {f"PAINT-{SCRIPT_MACHINE}", f"PAINT-{IMG_MACHINE}"} <= machines
+
+    answer = client.get(SUMMARY, params={"range": "1h"}, headers=auth)
+    assert answer.status_code == 200, answer.text
+    summary = answer.json()
+    counts = {kind: len(records) for kind, records in ledgers.items()}
+    assert summary["counts"] == {**counts, "total": 9}
+    assert counts == {"anomaly": 5, "normal": 2, "error": 2}
+    assert summary["totals"] == summary["counts"]
+    assert summary["anomaly_rate"] == round(5 / 7, 4)
+    issues = Counter(r["prediction"]["issue"] for r in anomalies)
+    assert {i["issue"]: i["count"] for i in summary["by_issue"]} == issues
+    assert [i["count"] for i in summary["by_issue"]] == sorted(issues.values(), reverse=True)
+    by_machine = Counter(r["original_data"]["machineId"] for r in anomalies)
+    assert {m["machine"]: m["count"] for m in summary["by_machine"]} == by_machine
+    assert summary["range"]["name"] == "1h"
+    assert summary["range"]["bucket_minutes"] == 1
+    assert sum(b["anomaly"] for b in summary["timeline"]) == 5
+    assert sum(b["normal"] + b["error"] for b in summary["timeline"]) == 4
+    assert summary["skipped_lines"] == 0
+
+    # The simulator's state from the metadata DB: the DAG (created paused) and its last run.
+    sim = summary["simulator"]
+    assert sim["dag_id"] == "painting_simulator"
+    assert sim["status"] == "paused"
+    assert sim["next_run"] is None
+    assert sim["last_run"]["run_id"] == run.run_id
+    assert sim["last_run"]["state"] == "success"
+    assert sim["last_run"]["records"] == counts
+
+    # The run just happened: the shortest range and "everything" hold all of it.
+    for name in ("15m", "all"):
+        answer = client.get(SUMMARY, params={"range": name}, headers=auth).json()
+        assert answer["counts"] == {**counts, "total": 9}, name
+    assert client.get(SUMMARY, params={"range": "forever"}, headers=auth).status_code == 422
+    assert client.get(RECENT, params={"limit": 0}, headers=auth).status_code == 422
+
+
+def test_the_index_follows_a_growing_ledger(dag_run_ledgers, airflow_app):
+    """A second run's records show up in the next answer (the index reads only what is new)."""
+    simulator, _ = dag_run_ledgers
+    client = airflow_app.client
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+    before = client.get(SUMMARY, params={"range": "1h"}, headers=auth).json()
+    simulator.run({"start_row": 0})  # the same window again: a new run, new records
+    after = client.get(SUMMARY, params={"range": "1h"}, headers=auth).json()
+    assert after["counts"]["anomaly"] == 2 * before["counts"]["anomaly"]
+    assert after["totals"]["total"] == 2 * before["totals"]["total"]
+    newest = client.get(RECENT, params={"limit": 1}, headers=auth).json()["records"][0]
+    assert newest["run_id"] == simulator.runs[-1].run_id == after["simulator"]["last_run"]["run_id"]
+
+
+@pytest.mark.parametrize("path", [RECENT, SUMMARY])
+def test_the_api_refuses_requests_without_a_valid_airflow_token(airflow_app, path: str):
+    client = airflow_app.client
+    client.cookies.clear()
+    assert client.get(path).status_code == 401
+    bad = client.get(path, headers={"Authorization": "Bearer not-a-jwt"})
+    assert bad.status_code == 403
+    # A token signed with another key is not accepted either.
+    forged = _forged_token()
+    assert client.get(path, headers={"Authorization": f"Bearer {forged}"}).status_code == 403
+    assert client.get(path, headers={"Authorization": f"Bearer {airflow_app.token()}"}).is_success
+
+
+def test_the_page_needs_the_ui_session_and_sends_others_to_the_login_page(airflow_app):
+    client = airflow_app.client
+    client.cookies.clear()
+    answer = client.get("/painting/", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/auth/login")
+    assert "next=" in answer.headers["location"]
+
+    # The UI's session is the `_token` cookie: with it, the page and its API work.
+    client.cookies.set("_token", airflow_app.token())
+    try:
+        page = client.get("/painting/")
+        assert page.status_code == 200
+        assert "Painting anomalies" in page.text
+        assert client.get(SUMMARY).status_code == 200
+    finally:
+        client.cookies.clear()
+    # The chart library is served by the plugin itself (no CDN), like the UI's own bundles.
+    lib = client.get("/painting/static/vendor/chart.js-4.6.1/chart.umd.min.js")
+    assert lib.status_code == 200
+    assert "Chart.js v4.6.1" in lib.text[:200]
+
+
+def test_the_plugin_is_registered_with_its_navigation_entry(airflow_app):
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+    plugins = airflow_app.client.get("/api/v2/plugins", headers=auth).json()["plugins"]
+    plugin = next(p for p in plugins if p["name"] == "painting_dashboard")
+    assert plugin["fastapi_apps"][0]["url_prefix"] == "/painting"
+    view = plugin["external_views"][0]
+    assert view["name"] == "Painting anomalies"
+    assert (view["href"], view["url_route"], view["destination"]) == (
+        "painting/",
+        "painting-anomalies",
+        "nav",
+    )
+
+
+def _forged_token() -> Any:
+    import jwt
+
+    claims = {"sub": "admin", "role": "ADMIN", "aud": "apache-airflow", "exp": 4102444800}
+    return jwt.encode(claims, "not-the-secret-key-of-this-airflow-" * 3, algorithm="HS512")

@@ -1,0 +1,214 @@
+"""The dashboard in a real browser, inside the Airflow UI of a running api-server.
+
+Debian's headless Chromium, driven by Selenium through ``/usr/bin/chromedriver``, logs in through
+the simple auth manager's real login form, opens "Painting anomalies" from the UI (the plugin's
+external view: an iframe of ``/painting/``), sees the empty state, then sees the results of a real
+DAG run (``dag.test()`` against Azurite and the model service) appear without reloading the page.
+Machine ids that are markup must show as text and never run. A screenshot is saved (set
+``DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the README's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.plugin_tests.conftest import (
+    ADMIN,
+    IMG_MACHINE,
+    SCRIPT_MACHINE,
+    XSS_ROWS,
+    admin_password,
+    chromium_available,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium + chromedriver"),
+]
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1440,1500", "--hide-scrollbars",
+)  # fmt: skip
+
+# Non-transparent pixels of a canvas (a chart that drew something has many).
+CANVAS_INK = """
+const canvas = document.getElementById(arguments[0]);
+const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+let ink = 0;
+for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) ink++;
+return ink;
+"""
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    # Leave a JavaScript alert open instead of dismissing it, so the test can see it.
+    options.unhandled_prompt_behavior = "ignore"
+    # The driver path is given: Selenium Manager must not try to download one.
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_until(what: str, condition: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def log_in(driver: Any, base_url: str) -> None:
+    """Through the auth manager's login form, as a person would."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base_url}/painting/")  # no session: sent to the login page
+    wait_until("the login form", lambda: driver.find_elements(By.NAME, "username"))
+    assert "/auth/login" in driver.current_url
+    driver.find_element(By.NAME, "username").send_keys(ADMIN)
+    driver.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(admin_password())
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_until("the session cookie", lambda: driver.get_cookie("_token"))
+
+
+def open_dashboard_in_the_ui(driver: Any, base_url: str) -> Any:
+    """The UI page of the plugin's nav entry; switch into its iframe (the dashboard)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base_url}/plugin/painting-anomalies")
+    frame = wait_until(
+        "the dashboard's iframe in the UI",
+        lambda: driver.find_elements(By.CSS_SELECTOR, "iframe[title='Painting anomalies']"),
+    )[0]
+    driver.switch_to.frame(frame)
+    wait_until(
+        "the dashboard's first data",
+        lambda: driver.execute_script("return document.body.dataset.loaded === 'true'"),
+    )
+    return frame
+
+
+def no_alert(driver: Any) -> bool:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        text = driver.switch_to.alert.text
+    except NoAlertPresentException:
+        return True
+    pytest.fail(f"a JavaScript alert opened: {text!r}")
+
+
+def test_dashboard_shows_a_real_run_in_the_airflow_ui_and_escapes_markup(
+    simulator, api_server, browser, logs_dir: Path
+):
+    from selenium.webdriver.common.by import By
+
+    from tests.integration_tests import test_simulator_dag as rows
+
+    driver, base_url = browser, api_server.base_url
+    log_in(driver, base_url)
+    open_dashboard_in_the_ui(driver, base_url)
+
+    # Nothing recorded yet: the empty state, and an empty table.
+    assert driver.find_element(By.ID, "empty").is_displayed()
+    assert driver.execute_script("return document.body.dataset.empty") == "true"
+    table = driver.find_element(By.ID, "recent-table")
+    assert table.find_element(By.CSS_SELECTOR, "tbody").text == "No anomalies recorded yet."
+
+    # A real run of the DAG while the page is open.
+    window = [rows.NORMAL_1, rows.VOLTAGE_TOO_HIGH, rows.THICK_TOO_HIGH, *XSS_ROWS]
+    simulator.upload({"line.csv": rows.csv_bytes(*window)})
+    simulator.set_variable("painting_batch_size", str(len(window)))
+    run = simulator.run()
+    assert run.state == "success"
+    anomalies = simulator.ledger("anomaly")
+    assert len(anomalies) == 4
+
+    # The page refreshes itself (no reload here): the run's anomalies appear.
+    def recent_rows() -> list[Any]:
+        found = table.find_elements(By.CSS_SELECTOR, "tbody tr td.machine")
+        return found if len(found) == len(anomalies) else []
+
+    cells = wait_until("the run's anomalies in the table", recent_rows, timeout=60)
+    newest_first = [r["original_data"]["machineId"] for r in reversed(anomalies)]
+    assert [c.text for c in cells] == newest_first
+    assert not driver.find_element(By.ID, "empty").is_displayed()
+    first = table.find_elements(By.CSS_SELECTOR, "tbody tr")[0].find_elements(By.TAG_NAME, "td")
+    newest = anomalies[-1]
+    assert [td.text for td in first[2:5]] == [
+        newest["original_data"]["machineId"],
+        newest["prediction"]["issue"],
+        f"{newest['original_data']['thick']:.2f}",
+    ]
+
+    # The markup machine ids are text: shown literally, no element made of them, never run.
+    assert f"PAINT-{SCRIPT_MACHINE}" in [c.text for c in cells]
+    assert f"PAINT-{IMG_MACHINE}" in [c.text for c in cells]
+    machine_table = driver.find_element(By.ID, "machine-table").text
+    assert f"PAINT-{SCRIPT_MACHINE}" in machine_table
+    injected = driver.execute_script(
+        "return document.querySelectorAll('table script, table img').length"
+    )
+    assert injected == 0
+    assert driver.execute_script("return window.__xss === undefined")
+    assert no_alert(driver)
+
+    # Both charts drew: the canvases hold pixels, and the charts hold the run's numbers.
+    for canvas in ("rate-chart", "issue-chart"):
+        assert driver.execute_script(CANVAS_INK, canvas) > 500, f"{canvas} is blank"
+    issue_labels = driver.execute_script("return Chart.getChart('issue-chart').data.labels")
+    assert sorted(issue_labels) == sorted({r["prediction"]["issue"] for r in anomalies})
+    assert driver.find_element(By.ID, "count-anomaly").text == "4"
+    assert driver.find_element(By.ID, "count-normal").text == "1"
+    assert driver.find_element(By.ID, "sim-last-run").text.startswith(run.run_id)
+    assert driver.find_element(By.ID, "sim-last-outcome").text.startswith("success")
+
+    # The chart library came from the plugin (no other origin was asked for anything).
+    origins = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)"
+    )
+    assert set(origins) == {base_url}
+
+    driver.switch_to.default_content()
+    shot = logs_dir / "dashboard.png"
+    driver.save_screenshot(str(shot))
+    if target := os.environ.get("DASHBOARD_SCREENSHOT"):
+        shutil.copyfile(shot, target)
+
+    # Paging through the table: 2 rows a page (an extra choice added to the page-size menu).
+    driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe"))
+    driver.execute_script(
+        "const s = document.getElementById('page-size'); s.add(new Option('2', '2'));"
+        "s.value = '2'; s.dispatchEvent(new Event('change'));"
+    )
+    info = driver.find_element(By.ID, "page-info")
+    wait_until("page 1 of 2 rows", lambda: info.text.startswith("page 1 of 2"))
+    driver.find_element(By.ID, "older").click()
+    wait_until("page 2", lambda: info.text.startswith("page 2 of 2"))
+    machines = [c.text for c in table.find_elements(By.CSS_SELECTOR, "tbody tr td.machine")]
+    assert machines == newest_first[2:4]
+    assert not driver.find_element(By.ID, "older").is_enabled()
+    driver.find_element(By.ID, "newer").click()
+    wait_until("page 1 again", lambda: info.text.startswith("page 1 of 2"))
