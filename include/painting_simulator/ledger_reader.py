@@ -147,8 +147,11 @@ def _bump(table: dict[int, dict[str, int]], minute: int, name: Any) -> None:
         counts[name] = counts.get(name, 0) + 1
 
 
-def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any] | None:
-    """(timestamp, run_id, issue, machineId) of one line; None if it is not a record."""
+def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any, Any] | None:
+    """(timestamp, run_id, issue, machineId, record_type) of one line; None if not a record.
+
+    ``record_type`` is set only on records that are not rows (a run's failure record).
+    """
     import msgspec
 
     try:
@@ -158,7 +161,7 @@ def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any] | None:
         machine = (prediction.machineId if prediction else None) or (
             data.machineId if data else None
         )
-        return row.timestamp, row.run_id, issue, machine
+        return row.timestamp, row.run_id, issue, machine, row.record_type
     except msgspec.ValidationError:
         pass  # an unexpected shape (e.g. a list where a record was expected): slow path
     except msgspec.DecodeError:
@@ -169,7 +172,10 @@ def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any] | None:
     prediction = record.get("prediction") if isinstance(record.get("prediction"), dict) else {}
     data = record.get("original_data") if isinstance(record.get("original_data"), dict) else {}
     machine = prediction.get("machineId") or data.get("machineId")
-    return record.get("timestamp"), record.get("run_id"), prediction.get("issue"), machine
+    timestamp, run_id, record_type = (
+        record.get("timestamp"), record.get("run_id"), record.get("record_type")
+    )  # fmt: skip
+    return timestamp, run_id, prediction.get("issue"), machine, record_type
 
 
 @cache
@@ -185,6 +191,7 @@ def _decoder() -> Any:
             ("run_id", Any, None),
             ("prediction", reading | None, None),
             ("original_data", reading | None, None),
+            ("record_type", Any, None),
         ],
     )
     return msgspec.json.Decoder(row)
@@ -199,6 +206,7 @@ class LedgerIndex:
     file_id: tuple[int, int] | None = None  # (device, inode) of the file indexed
     lines: int = 0
     skipped: int = 0
+    run_failures: int = 0  # failure records (record_type), which are not rows
     minutes: dict[int, int] = field(default_factory=dict)
     keys: list[int] = field(default_factory=list)  # the minutes, sorted (for range queries)
     issues: dict[int, dict[str, int]] = field(default_factory=dict)
@@ -284,7 +292,10 @@ class LedgerIndex:
         if fields is None or minute is None:
             self.skipped += 1
             return
-        timestamp, run_id, issue, machine = fields
+        timestamp, run_id, issue, machine, record_type = fields
+        if record_type is not None:
+            self.run_failures += 1  # not a row: never counted as an error row
+            return
         self.lines += 1
         if minute < self.hourly_before:  # a late record for a period already kept per hour
             minute -= minute % 60
@@ -441,6 +452,7 @@ class LedgerSet:
             by_machine = anomalies.breakdown("machines", start, end)
             totals = {kind: index.lines for kind, index in self.indexes.items()}
             skipped = sum(index.skipped for index in self.indexes.values())
+            run_failures = sum(index.run_failures for index in self.indexes.values())
             newest = max((i.newest for i in self.indexes.values() if i.newest), default=None)
         return {
             "indexing": None,
@@ -455,6 +467,7 @@ class LedgerSet:
             "by_machine": _ranked(by_machine, "machine"),
             "totals": {**totals, "total": sum(totals.values())},
             "skipped_lines": skipped,
+            "run_failures": run_failures,
             "newest_record": newest,
         }
 

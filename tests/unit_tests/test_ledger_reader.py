@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from include.painting_simulator import ledger_reader
+from include.painting_simulator.alerts import failure_record
 from include.painting_simulator.ledger import LEDGER_FILES, Ledgers, make_record
 from include.painting_simulator.ledger_reader import (
     LedgerIndex,
@@ -176,17 +177,9 @@ def test_index_starts_over_when_the_ledger_shrinks_or_is_replaced(tmp_path: Path
 
 def test_index_skips_what_it_cannot_read_and_ignores_unknown_fields(tmp_path: Path):
     path = tmp_path / LEDGER_FILES["error"]
-    failure = {  # another kind of error record, with fields this reader does not know
-        "timestamp": "2026-01-01T00:00:00.000Z",
-        "record_type": "run_failure",
-        "kind": "failure",
-        "run_id": "manual__x",
-        "error": "model service unreachable",
-    }
     write_lines(
         path,
         [
-            failure,
             "{broken",
             '["a", "list"]',
             {"no": "timestamp"},
@@ -194,6 +187,7 @@ def test_index_skips_what_it_cannot_read_and_ignores_unknown_fields(tmp_path: Pa
             # An odd prediction shape: read by the slow path, not dropped.
             {"timestamp": "2026-01-01T00:00:30Z", "prediction": ["x"], "original_data": "y"},
             {"timestamp": "2026-01-01T00:00:40Z", "prediction": {"issue": 7, "machineId": None}},
+            {"timestamp": "2026-01-01T00:00:50Z", "run_id": "manual__x", "unknown": [1, 2]},
         ],
     )
     index = LedgerIndex(str(path))
@@ -202,6 +196,29 @@ def test_index_skips_what_it_cannot_read_and_ignores_unknown_fields(tmp_path: Pa
     assert index.skipped == 4
     assert index.runs == {"manual__x": 1}
     assert index.breakdown("issues", None, None) == {"7": 1}
+
+
+def test_failure_records_are_counted_as_run_failures_not_as_error_rows(tmp_path: Path):
+    ledgers = Ledgers(str(tmp_path))
+    row_error = {
+        "source": {"blob": "a.csv", "row": 3},
+        "kind": "error",
+        "error": "bad value",
+        "original_data": BODY,
+    }
+    ledgers.append_once("error", RUN, [make_record(row_error, RUN, "2026-01-01T10:00:05.000Z")])
+    failure = failure_record(  # what the DAG's on_failure_callback writes (no row, no source)
+        dag_id="painting_simulator", run_id="manual__x", task_id="call_model_service",
+        try_number=4, cause="model service unreachable", logged_at="2026-01-01T10:00:09.000Z",
+    )  # fmt: skip
+    assert ledgers.append_failure(failure)
+    start = minute_of("2026-01-01T10:00:00Z")
+    summary = LedgerSet(str(tmp_path)).summary(start, start + 60)
+
+    assert summary["counts"]["error"] == 1
+    assert summary["totals"]["error"] == 1
+    assert summary["run_failures"] == 1
+    assert summary["skipped_lines"] == 0
 
 
 def test_ledger_set_summary_counts_rates_timeline_and_breakdowns(tmp_path: Path):
