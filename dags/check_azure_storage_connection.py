@@ -32,6 +32,11 @@ and it needs nothing but a scheduler. Each poke makes one storage request withou
 SDK's own retries (they would wait up to a minute per poke on an unreachable endpoint): the
 sensor's poke interval is the retry.
 
+Keep the poke interval at 10 s or more on a real scheduler: with a few seconds, Airflow 3.3's
+scheduler can re-queue the next poke before it has processed the end of the previous one and
+then marks the sensor failed ("… finished with state success, but the task instance's state
+attribute is queued", apache/airflow#71172).
+
 No Airflow retries: the sensor already waits and pokes again, and a check should answer within
 the timeout you chose, not three times that.
 """

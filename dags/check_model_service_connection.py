@@ -38,6 +38,11 @@ trigger fires on any answer but 404 — it would call a 503 "unhealthy" answer a
 reschedule mode runs this package's own check, names the cause of a failure, and needs nothing
 but a scheduler.
 
+Keep the poke interval at 10 s or more on a real scheduler: with a few seconds, Airflow 3.3's
+scheduler can re-queue the next poke before it has processed the end of the previous one and
+then marks the sensor failed ("… finished with state success, but the task instance's state
+attribute is queued", apache/airflow#71172).
+
 No Airflow retries: the sensor already waits and re-tries, and a check should answer within the
 timeout you chose, not three times that.
 """

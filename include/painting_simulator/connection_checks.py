@@ -34,7 +34,11 @@ from include.painting_simulator.row_mapping import to_request_body
 # DAG params of both check DAGs (seconds): shown in the trigger form.
 PARAM_POKE_INTERVAL = "poke_interval_seconds"
 PARAM_TIMEOUT = "timeout_seconds"
-DEFAULT_POKE_INTERVAL_SECONDS = 10
+# Not shorter: with a poke interval of a few seconds, Airflow 3.3's scheduler can re-queue the
+# next poke before it has processed the end of the previous one, and then marks the sensor
+# failed ("finished with state success, but the task instance's state attribute is queued",
+# apache/airflow#71172; seen here with 5 s on the local stack, not with 15 s).
+DEFAULT_POKE_INTERVAL_SECONDS = 15
 DEFAULT_TIMEOUT_SECONDS = 60
 MAX_POKE_INTERVAL_SECONDS = 600
 MAX_TIMEOUT_SECONDS = 3600
@@ -92,7 +96,7 @@ def timing_params(poke_what: str, timeout_what: str) -> dict[str, Any]:
             minimum=1,
             maximum=MAX_POKE_INTERVAL_SECONDS,
             title="Poke interval (seconds)",
-            description=poke_what,
+            description=f"{poke_what} Keep it at 10 s or more on a real scheduler.",
         ),
         PARAM_TIMEOUT: Param(
             DEFAULT_TIMEOUT_SECONDS,
@@ -254,9 +258,10 @@ def summarize_csv_blobs(
             f"CSV files there, or set the Variable {settings.VAR_PREFIX}"
         )
     shown = csvs[:FIRST_BLOBS_SHOWN]
+    which = f"the first {len(shown)}" if len(shown) < len(csvs) else "all"
     lines = [
         f"{len(csvs)} CSV blob(s) under prefix {prefix!r} in container {container!r} "
-        f"(connection {conn_id!r}); the first {len(shown)} by name:"
+        f"(connection {conn_id!r}); {which} by name:"
     ]
     for blob in shown:
         modified = blob.last_modified.isoformat() if blob.last_modified else "unknown"

@@ -209,6 +209,10 @@ def test_the_summary_counts_csvs_and_shows_the_first_five_by_name() -> None:
     assert len(lines) == 6
     assert "f.csv" not in "".join(lines)
 
+    _, lines = checks.summarize_csv_blobs(map(_blob, names[5:]), CONTAINER, PREFIX, CONN)
+    assert lines[0].endswith("; all by name:")
+    assert len(lines) == 3
+
 
 def test_no_csv_under_the_prefix_names_what_is_there() -> None:
     with pytest.raises(checks.CheckFailed, match=r"2 other blob\(s\) \(p/a.txt, p/b.bak\)") as f:
