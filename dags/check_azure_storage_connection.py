@@ -56,8 +56,6 @@ log = logging.getLogger("check_azure_storage_connection")
 
 CONTAINER = checks.variable_template(settings.VAR_CONTAINER, settings.DEFAULT_CONTAINER)
 PREFIX = checks.variable_template(settings.VAR_PREFIX, settings.DEFAULT_PREFIX)
-# One request per poke, bounded: without the SDK's retries an unreachable endpoint fails fast.
-STORAGE_REQUEST_OPTIONS = {"retry_total": 0, "connection_timeout": 10, "read_timeout": 30}
 
 
 def _endpoint(hook: Any) -> str | None:
@@ -75,6 +73,11 @@ class CsvPrefixSensor(checks.CheckSensorMixin, WasbPrefixSensor):
     def __init__(self, **kwargs: Any) -> None:
         # Airflow applies default_args only to an __init__ the operator class itself defines.
         super().__init__(**kwargs)
+
+    def poke(self, context: Any) -> bool:
+        # One storage request per poke, never waiting longer than the check's timeout.
+        self.check_options = checks.storage_request_options(limit=float(self.timeout))
+        return super().poke(context)
 
     def explain(self, exc: BaseException) -> checks.CheckFailed:
         from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
@@ -107,7 +110,6 @@ def check_azure_storage_connection() -> None:
         wasb_conn_id=settings.BLOB_CONN_ID,
         container_name=CONTAINER,
         prefix=PREFIX,
-        check_options=STORAGE_REQUEST_OPTIONS,
         mode="reschedule",
         poke_interval=checks.param_template(checks.PARAM_POKE_INTERVAL),
         timeout=checks.param_template(checks.PARAM_TIMEOUT),
@@ -125,7 +127,9 @@ def check_azure_storage_connection() -> None:
             client = hook.blob_service_client.get_container_client(container)
             blobs = [
                 checks.BlobInfo(blob.name, blob.size, blob.last_modified)
-                for blob in client.list_blobs(name_starts_with=prefix, **STORAGE_REQUEST_OPTIONS)
+                for blob in client.list_blobs(
+                    name_starts_with=prefix, **checks.storage_request_options()
+                )
             ]
             csvs, lines = checks.summarize_csv_blobs(blobs, container, prefix, conn_id)
         except Exception as exc:

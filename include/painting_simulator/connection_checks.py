@@ -192,6 +192,20 @@ def timed_out(cause: str | None, timeout: float) -> str:
 # --- storage --------------------------------------------------------------------------------
 
 
+def storage_request_options(limit: float | None = None) -> dict[str, Any]:
+    """Azure SDK per-request options: one attempt, bounded waits (at most ``limit`` seconds).
+
+    Without them an unreachable endpoint costs about a minute per request (the SDK retries three
+    times with back-off 15 s, 18 s, 24 s); the sensor's own pokes are the retries here.
+    """
+    bound = max(limit, 1.0) if limit is not None else math.inf
+    return {
+        "retry_total": 0,
+        "connection_timeout": min(10.0, bound),
+        "read_timeout": min(30.0, bound),
+    }
+
+
 def storage_endpoint(url: str) -> str:
     """``scheme://host:port/account`` of a storage client URL, without any SAS query."""
     parts = urlsplit(url)

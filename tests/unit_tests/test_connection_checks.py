@@ -133,6 +133,20 @@ def test_at_the_timeout_the_failure_names_the_last_cause() -> None:
 # --- storage --------------------------------------------------------------------------------
 
 
+def test_storage_requests_make_one_attempt_and_wait_no_longer_than_the_check() -> None:
+    assert checks.storage_request_options() == {
+        "retry_total": 0,
+        "connection_timeout": 10.0,
+        "read_timeout": 30.0,
+    }
+    assert checks.storage_request_options(limit=3) == {
+        "retry_total": 0,
+        "connection_timeout": 3.0,
+        "read_timeout": 3.0,
+    }
+    assert checks.storage_request_options(limit=0)["connection_timeout"] == 1.0
+
+
 def test_storage_endpoint_drops_a_sas_query() -> None:
     url = "https://acct.blob.core.windows.net/?sv=2024&sig=SECRET"
     assert checks.storage_endpoint(url) == "https://acct.blob.core.windows.net"
