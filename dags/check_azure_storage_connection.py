@@ -16,6 +16,7 @@ wait_for_blobs (WasbPrefixSensor) ► list_csv_blobs
 
 A red run names the cause in the task log:
 
+* `connection 'painting_blob_storage' is not defined …`: define it. Fails at once.
 * `storage unreachable …`: nothing answered at the endpoint (host and port of the connection
   string). Fails at the timeout: the storage may still be starting.
 * `storage authentication failed …`: the account key, SAS token or permissions are wrong (the

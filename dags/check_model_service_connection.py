@@ -18,6 +18,7 @@ wait_for_healthy_service (HttpSensor on /health) ► probe_prediction (POST /pre
 
 A red run names the cause in the task log:
 
+* `connection 'painting_model_service' is not defined …`: define it. Fails at once.
 * `model service refused the connection …`: nothing listens at host and port of the
   connection (service stopped, wrong port). Fails at the timeout: it may still be starting.
 * `model service timed out …`: it accepted the connection but did not answer within the
@@ -104,6 +105,8 @@ class HealthSensor(checks.CheckSensorMixin, HttpSensor):
         return super().poke(context)
 
     def explain(self, exc: BaseException) -> checks.CheckFailed:
+        if missing := checks.missing_connection(exc, self.http_conn_id):
+            return missing
         return checks.transport_failure(
             exc, _base_url(self.http_conn_id), self.http_conn_id, self.request_timeout
         )

@@ -189,6 +189,18 @@ def timed_out(cause: str | None, timeout: float) -> str:
     return f"{cause or 'the check did not succeed'} (still so at the timeout of {timeout:g} s)"
 
 
+def missing_connection(exc: BaseException, conn_id: str) -> CheckFailed | None:
+    """A check whose connection is not defined at all fails at once, saying where to define it."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    if not isinstance(exc, AirflowNotFoundException):
+        return None
+    return CheckFailed(
+        f"connection {conn_id!r} is not defined: add it in Admin → Connections, or as the "
+        f"environment variable AIRFLOW_CONN_{conn_id.upper()}"
+    )
+
+
 # --- storage --------------------------------------------------------------------------------
 
 
@@ -220,6 +232,8 @@ def storage_failure(
 
     if isinstance(exc, CheckFailed):
         return exc
+    if missing := missing_connection(exc, conn_id):
+        return missing
     where = f" at {endpoint}" if endpoint else ""
     if isinstance(exc, ServiceResponseError):
         return CheckFailed(

@@ -206,6 +206,19 @@ def test_a_malformed_connection_string_names_the_connection() -> None:
     assert "connection 'painting_blob_storage' is not a usable storage connection" in str(failure)
 
 
+def test_an_undefined_connection_says_where_to_define_it() -> None:
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    exc = AirflowNotFoundException("The conn_id `painting_blob_storage` isn't defined")
+    failure = checks.storage_failure(exc, CONTAINER, PREFIX, CONN, None)
+    assert not failure.wait
+    assert str(failure) == (
+        "connection 'painting_blob_storage' is not defined: add it in Admin → Connections, or as "
+        "the environment variable AIRFLOW_CONN_PAINTING_BLOB_STORAGE"
+    )
+    assert checks.missing_connection(ValueError("other"), CONN) is None
+
+
 def _blob(name: str, size: int = 10) -> checks.BlobInfo:
     return checks.BlobInfo(name, size, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
 

@@ -189,3 +189,12 @@ def test_a_port_where_nothing_listens_is_unreachable(checks, storage, closed_por
     assert_failed_at_the_timeout(result)
     assert "storage unreachable" in result.log
     assert f"http://127.0.0.1:{closed_port}/devstoreaccount1" in result.log
+
+
+def test_an_undefined_connection_fails_at_once_saying_where_to_define_it(checks, storage):
+    storage.monkeypatch.delenv("AIRFLOW_CONN_PAINTING_BLOB_STORAGE")
+
+    result = checks.run(DAG_ID, **FAST)
+
+    assert_failed_at_once(result, SENSOR)
+    assert "connection 'painting_blob_storage' is not defined" in result.log

@@ -168,3 +168,13 @@ def test_a_service_without_a_model_fails_the_probe_with_its_500(
     assert_failed_at_once(result, PROBE)
     assert f"POST http://127.0.0.1:{service.port}/predict/ answered 500" in result.log
     assert "Model not loaded" in result.log
+
+
+def test_an_undefined_connection_fails_at_once_saying_where_to_define_it(checks, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_PAINTING_MODEL_SERVICE", raising=False)
+
+    result = checks.run(DAG_ID, **FAST)
+
+    assert_failed_at_once(result, SENSOR)
+    assert "connection 'painting_model_service' is not defined" in result.log
+    assert "AIRFLOW_CONN_PAINTING_MODEL_SERVICE" in result.log
