@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Any
 from include.painting_simulator import blob_source, row_mapping, sequence
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from include.painting_simulator.blob_cache import BlobCache
 
 log = logging.getLogger("painting_simulator")
 
@@ -20,9 +24,13 @@ log = logging.getLogger("painting_simulator")
 class BlobReader:
     """The CSV blobs of one container, each read and parsed at most once per task."""
 
-    def __init__(self, hook: WasbHook, container: str, conn_id: str) -> None:
+    def __init__(
+        self, hook: WasbHook, container: str, conn_id: str, cache: BlobCache | None = None
+    ) -> None:
         self.hook, self.container, self.conn_id = hook, container, conn_id
-        self._rows: dict[str, list[dict[str, Any]] | None] = {}
+        self._rows: dict[str, Sequence[dict[str, Any]] | None] = {}
+        # With a cache, a blob whose ETag is unchanged is not downloaded again: see blob_cache.
+        self.cache = cache
 
     def list_csv(self, prefix: str) -> list[str]:
         try:
@@ -35,8 +43,10 @@ class BlobReader:
             )
         return names
 
-    def load(self, name: str) -> list[dict[str, Any]] | None:
+    def load(self, name: str) -> Sequence[dict[str, Any]] | None:
         """The blob's rows, or None if it disappeared since it was listed."""
+        if self.cache is not None and name not in self._rows:
+            self._rows[name] = self._load_cached(name)
         if name not in self._rows:
             try:
                 data = blob_source.read_blob(self.hook, self.container, name)
@@ -44,6 +54,25 @@ class BlobReader:
                 raise blob_source.explain_storage_error(exc, self.container, self.conn_id) from None
             self._rows[name] = None if data is None else blob_source.parse_csv(data)
         return self._rows[name]
+
+    def _storage(self, call: Any) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            raise blob_source.explain_storage_error(exc, self.container, self.conn_id) from None
+
+    def _load_cached(self, name: str) -> Sequence[dict[str, Any]] | None:
+        """The rows through the local cache: one properties request, a download only if the
+        blob changed (or the cache is cold), and then only the rows a caller indexes are read."""
+        from include.painting_simulator import blob_cache
+
+        def client() -> Any:
+            service = self.hook.blob_service_client
+            return service.get_blob_client(container=self.container, blob=name)
+
+        return blob_cache.load_rows(
+            self.cache, self._storage(client), blob_source.parse_csv, self._storage
+        )
 
 
 def resume_from(stored: dict[str, Any] | None, run_id: str) -> sequence.Position | None:
