@@ -180,6 +180,9 @@ class BlobCache:
             return CachedRows(path)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # e.g. an unreadable directory: work without the cache
+            log.warning("row cache not readable, reading the blob (%s)", exc)
+            return None
         except CacheFileInvalid as exc:
             log.warning("rebuilding the row cache of a blob: %s", exc)
             with contextlib.suppress(FileNotFoundError):
@@ -269,4 +272,9 @@ def load_rows(
         "caching the rows of %s/%s (%d bytes, ETag %s) in %s",
         client.container_name, client.blob_name, len(data), etag, cache.directory,
     )  # fmt: skip
-    return cache.store(identity, etag, parse(data))
+    rows = parse(data)
+    try:
+        return cache.store(identity, etag, rows)
+    except OSError as exc:  # a full disk or an unwritable directory must not fail the tick
+        log.warning("row cache not writable, keeping the rows in memory (%s)", exc)
+        return rows

@@ -102,3 +102,8 @@ def test_a_warm_tick_reads_only_properties_and_a_new_etag_rebuilds(
     before = debug_azurite.operations(blob)
     assert simulator.run(dag=dag).state == "success"
     assert (debug_azurite.operations(blob) - before)["Blob_Download"] == 1
+
+    # A cache directory that cannot be created only costs speed: the tick still succeeds.
+    (tmp_path / "a-file").write_text("not a directory")
+    simulator.monkeypatch.setenv("PAINTING_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    assert simulator.run(dag=dag).state == "success"
