@@ -172,3 +172,31 @@ def test_a_retried_shard_resumes_and_records_the_interrupted_chunk_once(simulato
     assert again["outcomes"] == second["outcomes"]
     assert sorted(recorded) == sorted(recorded_keys(simulator, "manual__retry"))
     assert os.path.exists(progress.path)
+
+
+def test_a_rate_paces_the_rows(simulator, tmp_path):
+    """``rate`` is a ceiling: 20 rows at 40 rows/s cannot finish before 19/40 s have passed
+    (a lower bound only, so a slow machine cannot make this fail)."""
+    from airflow.providers.http.hooks.http import HttpHook
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from include.painting_simulator import replay
+    from include.painting_simulator.blob_cache import BlobCache
+    from include.painting_simulator.window import BlobReader
+
+    simulator.upload({"a.csv": generated_csv(20)})
+    reader = BlobReader(
+        WasbHook(wasb_conn_id="painting_blob_storage"),
+        simulator.container,
+        "painting_blob_storage",
+        BlobCache(str(tmp_path / "cache")),
+    )
+    endpoint = replay.endpoint_from_hook(HttpHook(http_conn_id="painting_model_service"), 5, 1)
+    spec = {"shard": 0, "shards": 1, "start_row": 0, "rows": 20}
+    summary = replay.run_shard(
+        reader, PREFIX, spec, endpoint, concurrency=8, rate=40,
+        output_dir=str(simulator.output_dir), run_id="manual__paced",
+    )  # fmt: skip
+    assert summary["rows"] == 20
+    assert summary["seconds"] >= 19 / 40
+    assert summary["throughput_rows_per_second"] <= 40 * 20 / 19
