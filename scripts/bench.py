@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -213,7 +212,9 @@ def peak_rss_of_replay(rows: int, concurrency: int, workdir: Path, env: dict, pr
 
 def replay_child(args: argparse.Namespace) -> int:
     summary = replay_rows(args.replay_child, args.concurrency, args.child_out, args.child_prefix)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
+    with open("/proc/self/status", encoding="ascii") as fh:
+        rss = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
     print(json.dumps({"rows": summary["rows"], "max_rss_bytes": rss}))
     return 0
 
