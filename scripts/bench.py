@@ -228,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the bench runs")
     parser.add_argument("--concurrency", type=int, default=16, help="replay and wrk connections")
+    # One uvicorn worker on a 2-core machine: one core for the service, one for the client, so
+    # the service is the limit. With two, the service takes both cores and the client (a Python
+    # process like the Airflow task) starves: that measures the machine, not the replay.
     parser.add_argument(
-        "--model-workers", type=int, default=2, help="uvicorn workers of the model service"
+        "--model-workers", type=int, default=1, help="uvicorn workers of the model service"
     )
     parser.add_argument("--figures", default="1,2,3,4", help="which figures (default: all)")
     parser.add_argument("--workdir", default=None, help="sources and caches (default .local/bench)")
