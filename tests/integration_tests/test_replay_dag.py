@@ -47,6 +47,28 @@ def recorded_keys(simulator: Any, run_id: str) -> list[tuple[str, int]]:
     return keys["anomaly"] + keys["normal"] + keys["error"]
 
 
+def run_shard(simulator: Any, tmp_path: Path, rows: int, **options: Any) -> dict[str, Any]:
+    """One shard of rows 0..rows-1, as the DAG's replay_shard task runs it (real hooks)."""
+    from airflow.providers.http.hooks.http import HttpHook
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from include.painting_simulator import replay
+    from include.painting_simulator.blob_cache import BlobCache
+    from include.painting_simulator.window import BlobReader
+
+    reader = BlobReader(
+        WasbHook(wasb_conn_id="painting_blob_storage"),
+        simulator.container,
+        "painting_blob_storage",
+        BlobCache(str(tmp_path / "cache")),
+    )
+    endpoint = replay.endpoint_from_hook(HttpHook(http_conn_id="painting_model_service"), 5, 1)
+    spec = {"shard": 0, "shards": 1, "start_row": 0, "rows": rows}
+    return replay.run_shard(
+        reader, PREFIX, spec, endpoint, output_dir=str(simulator.output_dir), **options
+    )
+
+
 def set_position(value: dict[str, Any]) -> None:
     from airflow.models.variable import Variable
 
@@ -131,28 +153,13 @@ def test_a_retried_shard_resumes_and_records_the_interrupted_chunk_once(simulato
     """A worker dying mid-shard cannot be produced on demand: its traces are made by hand (the
     progress file rolled back to an earlier chunk, as if the task died after writing the ledger
     lines of the next one). Everything else is real: Azurite, the model service, the ledgers."""
-    from airflow.providers.http.hooks.http import HttpHook
-    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-
     from include.painting_simulator import replay
-    from include.painting_simulator.blob_cache import BlobCache
-    from include.painting_simulator.window import BlobReader
 
     simulator.upload({"a.csv": generated_csv(60)})
-    reader = BlobReader(
-        WasbHook(wasb_conn_id="painting_blob_storage"),
-        simulator.container,
-        "painting_blob_storage",
-        BlobCache(str(tmp_path / "cache")),
-    )
-    endpoint = replay.endpoint_from_hook(HttpHook(http_conn_id="painting_model_service"), 5, 1)
-    spec = {"shard": 0, "shards": 1, "start_row": 0, "rows": 60}
-    options = {"concurrency": 3, "rate": 0, "output_dir": str(simulator.output_dir)}
+    options = {"concurrency": 3, "rate": 0}
 
     def shard(**extra: Any) -> dict[str, Any]:
-        return replay.run_shard(
-            reader, PREFIX, spec, endpoint, run_id="manual__retry", **options, **extra
-        )
+        return run_shard(simulator, tmp_path, rows=60, run_id="manual__retry", **options, **extra)
 
     # First attempt, then roll its progress back to "20 rows recorded".
     shard(chunk_rows=10)
@@ -177,26 +184,11 @@ def test_a_retried_shard_resumes_and_records_the_interrupted_chunk_once(simulato
 def test_a_rate_paces_the_rows(simulator, tmp_path):
     """``rate`` is a ceiling: 20 rows at 40 rows/s cannot finish before 19/40 s have passed
     (a lower bound only, so a slow machine cannot make this fail)."""
-    from airflow.providers.http.hooks.http import HttpHook
-    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-
-    from include.painting_simulator import replay
-    from include.painting_simulator.blob_cache import BlobCache
-    from include.painting_simulator.window import BlobReader
 
     simulator.upload({"a.csv": generated_csv(20)})
-    reader = BlobReader(
-        WasbHook(wasb_conn_id="painting_blob_storage"),
-        simulator.container,
-        "painting_blob_storage",
-        BlobCache(str(tmp_path / "cache")),
+    summary = run_shard(
+        simulator, tmp_path, rows=20, run_id="manual__paced", concurrency=8, rate=40
     )
-    endpoint = replay.endpoint_from_hook(HttpHook(http_conn_id="painting_model_service"), 5, 1)
-    spec = {"shard": 0, "shards": 1, "start_row": 0, "rows": 20}
-    summary = replay.run_shard(
-        reader, PREFIX, spec, endpoint, concurrency=8, rate=40,
-        output_dir=str(simulator.output_dir), run_id="manual__paced",
-    )  # fmt: skip
     assert summary["rows"] == 20
     assert summary["seconds"] >= 19 / 40
     assert summary["throughput_rows_per_second"] <= 40 * 20 / 19
