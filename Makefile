@@ -9,7 +9,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 CHECK_PYTHON = @test -n "$(PYTHON)" && $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
 	|| { echo "error: Python 3.11 is required (python3.11 not found, python3 is not 3.11)" >&2; exit 1; }
 
-.PHONY: help install system-packages run test lint lock clean-local
+.PHONY: help install system-packages run test lint lock clean-local bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,3 +59,6 @@ lock: ## Regenerate requirements.lock from a clean venv
 clean-local: ## Remove the local stack state (.airflow/, .local/); keeps .venv and node_modules
 	@echo "Removing .airflow/ and .local/ (Airflow DB, password, ledgers, Azurite data, logs)"
 	rm -rf .airflow .local
+
+bench: install ## Performance ratios: DAG parse, tick cost, replay vs wrk, replay memory (BENCH_SMOKE=1: tiny)
+	$(PY) -m scripts.bench $(if $(BENCH_SMOKE),--smoke)

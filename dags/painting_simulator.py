@@ -119,12 +119,14 @@ def painting_simulator() -> None:
         """Read the next window of rows from blob storage and map them to request bodies."""
         from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
+        from include.painting_simulator.blob_cache import BlobCache, default_cache_dir
         from include.painting_simulator.window import BlobReader, read_window
 
         config = _run_config()
         hook = WasbHook(wasb_conn_id=settings.BLOB_CONN_ID)
+        cache = BlobCache(default_cache_dir())  # a warm tick reads only its window
         return read_window(
-            BlobReader(hook, config.container, settings.BLOB_CONN_ID),
+            BlobReader(hook, config.container, settings.BLOB_CONN_ID, cache),
             config.prefix,
             context["params"].get("batch_size") or config.batch_size,
             start_row=context["params"].get("start_row"),

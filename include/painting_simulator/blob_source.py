@@ -63,24 +63,48 @@ def list_csv_blobs(hook: WasbHook, container: str, prefix: str) -> list[str]:
     return sorted(name for name in names if is_csv(name))
 
 
+def _is_blob_gone(exc: BaseException) -> bool:
+    """A 404 for the blob itself (deleted), not for its whole container."""
+    return getattr(exc, "error_code", None) != "ContainerNotFound"
+
+
+def _version(properties: Any) -> dict[str, str]:
+    modified = properties.last_modified
+    return {
+        "etag": str(properties.etag or ""),
+        "last_modified": modified.isoformat() if modified is not None else "",
+    }
+
+
 def download_blob(hook: WasbHook, container: str, blob: str) -> tuple[bytes, dict[str, str]] | None:
-    """The blob's bytes and version (``{"etag", "last_modified"}``), or ``None`` if it is gone."""
+    """The blob's bytes and version (``{"etag", "last_modified"}``), or ``None`` if it is gone.
+
+    The version is the download's own answer (the SDK pins further chunk requests to its ETag),
+    so bytes and version always belong together.
+    """
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
         download = hook.download(container_name=container, blob_name=blob)
         data = download.readall()
     except ResourceNotFoundError as exc:
-        if getattr(exc, "error_code", None) == "ContainerNotFound":
+        if not _is_blob_gone(exc):
             raise  # not one blob gone: the whole container is
         return None
-    properties = download.properties
-    modified = properties.last_modified
-    version = {
-        "etag": str(properties.etag or ""),
-        "last_modified": modified.isoformat() if modified is not None else "",
-    }
-    return data, version
+    return data, _version(download.properties)
+
+
+def blob_version(hook: WasbHook, container: str, blob: str) -> dict[str, str] | None:
+    """The blob's version from one properties request (no download), or ``None`` if it is gone."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    client = hook.blob_service_client.get_blob_client(container=container, blob=blob)
+    try:
+        return _version(client.get_blob_properties())
+    except ResourceNotFoundError as exc:
+        if not _is_blob_gone(exc):
+            raise
+        return None
 
 
 def read_blob(hook: WasbHook, container: str, blob: str) -> bytes | None:

@@ -158,25 +158,37 @@ class Ledgers:
         except FileNotFoundError:
             return
 
-    def append_once(self, kind: str, run_id: str, records: Iterable[dict[str, Any]]) -> int:
-        """Append the records not yet written for ``run_id`` (in any ledger); return how many."""
+    def append_once(
+        self,
+        kind: str,
+        run_id: str,
+        records: Iterable[dict[str, Any]],
+        receipt: str | None = None,
+    ) -> int:
+        """Append the records not yet written for ``run_id`` (in any ledger); return how many.
+
+        ``receipt`` (default: the run id) names the receipt a retry scans from: a run that
+        writes many batches (a replay) gives each batch its own, so a batch never rescans the
+        run's earlier ones.
+        """
         records = list(records)
         if not records:
             return 0
         path = self.path(kind)
+        receipt = receipt or run_id
         with self._locked():
             # First cut what a killed writer left half-written, then see what is really there.
             self._trim_torn_tail(path)
             receipts = self._load_receipts()
-            offsets = receipts.get(run_id, {})
+            offsets = receipts.get(receipt, {})
             done = self._keys_written(run_id, offsets) if offsets else set()
             fresh = [r for r in records if _key(r) not in done]
             if not fresh:
                 return 0
             if kind not in offsets:
                 offsets[kind] = os.path.getsize(path) if os.path.exists(path) else 0
-                receipts.pop(run_id, None)
-                receipts[run_id] = offsets  # most recent last, for trimming
+                receipts.pop(receipt, None)
+                receipts[receipt] = offsets  # most recent last, for trimming
                 self._save_receipts(receipts)
             payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in fresh)
             with open(path, "a", encoding="utf-8") as fh:

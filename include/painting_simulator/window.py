@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Any
 from include.painting_simulator import blob_source, row_mapping, sequence
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from include.painting_simulator.blob_cache import BlobCache
 
 log = logging.getLogger("painting_simulator")
 
@@ -20,12 +24,16 @@ log = logging.getLogger("painting_simulator")
 class BlobReader:
     """The CSV blobs of one container, each read and parsed at most once per task."""
 
-    def __init__(self, hook: WasbHook, container: str, conn_id: str) -> None:
+    def __init__(
+        self, hook: WasbHook, container: str, conn_id: str, cache: BlobCache | None = None
+    ) -> None:
         self.hook, self.container, self.conn_id = hook, container, conn_id
-        self._rows: dict[str, list[dict[str, Any]] | None] = {}
+        self._rows: dict[str, Sequence[dict[str, Any]] | None] = {}
         # ETag and last-modified time of each blob read, stored with the position so that the
         # next run can tell that the blob it continues in was overwritten.
         self.versions: dict[str, dict[str, str]] = {}
+        # With a cache, a blob whose ETag is unchanged is not downloaded again: see blob_cache.
+        self.cache = cache
 
     def list_csv(self, prefix: str) -> list[str]:
         try:
@@ -38,21 +46,50 @@ class BlobReader:
             )
         return names
 
-    def load(self, name: str) -> list[dict[str, Any]] | None:
+    def load(self, name: str) -> Sequence[dict[str, Any]] | None:
         """The blob's rows, or None if it disappeared since it was listed."""
         if name not in self._rows:
-            try:
-                downloaded = blob_source.download_blob(self.hook, self.container, name)
-            except Exception as exc:
-                raise blob_source.explain_storage_error(
-                    exc, self.container, self.conn_id, blob=name
-                ) from None
-            if downloaded is None:
+            loaded = self._load_cached(name) if self.cache is not None else self._download(name)
+            if loaded is None:
                 self._rows[name] = None
             else:
-                data, self.versions[name] = downloaded
-                self._rows[name] = blob_source.parse_csv(data)
+                self._rows[name], self.versions[name] = loaded
         return self._rows[name]
+
+    def _storage(self, call: Any, blob: str) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            raise blob_source.explain_storage_error(
+                exc, self.container, self.conn_id, blob=blob
+            ) from None
+
+    def _download(self, name: str) -> tuple[list[dict[str, Any]], dict[str, str]] | None:
+        downloaded = self._storage(
+            lambda: blob_source.download_blob(self.hook, self.container, name), name
+        )
+        if downloaded is None:
+            return None
+        data, version = downloaded
+        return blob_source.parse_csv(data), version
+
+    def _load_cached(self, name: str) -> tuple[Sequence[dict[str, Any]], dict[str, str]] | None:
+        """The rows through the local cache: one properties request, a download only if the
+        blob changed (or the cache is cold), and then only the rows a caller indexes are read."""
+        from include.painting_simulator import blob_cache
+
+        account = self._storage(lambda: self.hook.blob_service_client.account_name, name)
+        return blob_cache.load_rows(
+            self.cache,
+            f"{account}/{self.container}/{name}",
+            lambda: self._storage(
+                lambda: blob_source.blob_version(self.hook, self.container, name), name
+            ),
+            lambda: self._storage(
+                lambda: blob_source.download_blob(self.hook, self.container, name), name
+            ),
+            blob_source.parse_csv,
+        )
 
 
 def _start_json(stored: dict[str, Any] | None, run_id: str) -> dict[str, Any] | None:

@@ -7,9 +7,10 @@ recorded. (test_simulator_dag.py covers the same faults on a fresh simulator: a 
 missing container before any progress, no CSV under the prefix, a blob deleted between runs.)
 
 Two faults must happen *inside* pull_window, between listing the blobs and reading one; no
-storage can be told to do that on demand, so those tests wrap ``blob_source.download_blob``
-(dag.test() runs tasks in this process) to stop Azurite or delete the blob right before the
-real download. The download itself and the failure it meets are real.
+storage can be told to do that on demand, so those tests wrap ``blob_source.blob_version`` and
+``blob_source.download_blob`` (the row cache's properties request and the download; dag.test()
+runs tasks in this process) to stop Azurite or delete the blob right before the real request.
+The request itself and the failure it meets are real.
 """
 
 from __future__ import annotations
@@ -51,16 +52,20 @@ def failed_task(run: Any) -> str:
 def before_each_download(
     monkeypatch: pytest.MonkeyPatch, action: Callable[[str], None]
 ) -> list[str]:
-    """Run ``action(blob)`` before every real download in pull_window; return the blobs seen."""
-    real = blob_source.download_blob
+    """Run ``action(blob)`` before every real read of a blob in pull_window (the row cache's
+    properties request and the download); return the blobs seen, once per read."""
     seen: list[str] = []
 
-    def download(hook: Any, container: str, blob: str) -> Any:
-        seen.append(blob)
-        action(blob)
-        return real(hook, container, blob)
+    def wrap(real: Callable[..., Any]) -> Callable[..., Any]:
+        def read(hook: Any, container: str, blob: str) -> Any:
+            seen.append(blob)
+            action(blob)
+            return real(hook, container, blob)
 
-    monkeypatch.setattr(blob_source, "download_blob", download)
+        return read
+
+    for name in ("blob_version", "download_blob"):
+        monkeypatch.setattr(blob_source, name, wrap(getattr(blob_source, name)))
     return seen
 
 

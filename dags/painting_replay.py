@@ -1,0 +1,177 @@
+"""
+### Painting replay
+
+Load-tests the model service with real line data: replays a range of the simulator's row
+sequence to `/predict/` as fast as the service takes it (or at a set rate), records every
+outcome in the simulator's ledgers and writes a load-test report.
+
+```
+plan_shards ► replay_shard × shards (mapped) ► summarize
+```
+
+* **plan_shards** counts the rows of the sequence (all `.csv` blobs under the prefix, sorted by
+  name, as for the simulator) and splits `rows` rows from `start_row` into `shards` ranges.
+* **replay_shard** (one mapped task per shard, so a Celery deployment spreads them over
+  workers) streams its rows from the local row cache, POSTs them with at most `concurrency`
+  requests in flight (and `rate / shards` rows per second if `rate` is set) and appends each
+  outcome to the ledgers under this run's id. A retry resumes after the last recorded chunk.
+* **summarize** merges the shards' figures — rows, outcomes by kind, throughput, latency
+  p50/p95/p99/max, errors by cause — logs them as a table and appends them to
+  `painting_replay_summary.jsonl` in `painting_output_dir`.
+
+Trigger with e.g. `{"start_row": 0, "rows": 100000, "concurrency": 16, "rate": 0, "shards": 2}`.
+The simulator's position (`painting_position`) is neither read nor moved.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+
+from airflow.sdk import Param, Variable, dag, task
+
+from include.painting_simulator import settings
+
+log = logging.getLogger("painting_simulator")
+
+
+def _run_config() -> settings.RunConfig:
+    # Called only from inside the tasks below, never at parse time.
+    return settings.RunConfig.from_variables(
+        lambda name: Variable.get(name, default=None)  # noqa: AIR003
+    )
+
+
+def _reader(config: settings.RunConfig) -> Any:
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from include.painting_simulator.blob_cache import BlobCache, default_cache_dir
+    from include.painting_simulator.window import BlobReader
+
+    hook = WasbHook(wasb_conn_id=settings.BLOB_CONN_ID)
+    cache = BlobCache(default_cache_dir())
+    return BlobReader(hook, config.container, settings.BLOB_CONN_ID, cache)
+
+
+@dag(
+    dag_id="painting_replay",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    # Only ever triggered by hand, so it may be unpaused from the start (a trigger is the switch).
+    is_paused_upon_creation=False,
+    doc_md=__doc__,
+    tags=["painting", "replay", "model-service", "load-test"],
+    default_args={
+        "owner": "painting-simulator",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=5),
+    },
+    params={
+        "start_row": Param(
+            0,
+            type="integer",
+            minimum=0,
+            title="Start row",
+            description="0-based row of the whole sequence to start from.",
+        ),
+        "rows": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Rows",
+            description="How many rows to replay (empty: to the end of the sequence).",
+        ),
+        "concurrency": Param(
+            8,
+            type="integer",
+            minimum=1,
+            maximum=1024,
+            title="Concurrency",
+            description="Requests in flight at most, per shard.",
+        ),
+        "rate": Param(
+            0,
+            type="number",
+            minimum=0,
+            title="Rate",
+            description="Rows per second over all shards; 0 = as fast as the service answers.",
+        ),
+        "shards": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="Shards",
+            description="Parallel mapped tasks the range is split into.",
+        ),
+    },
+)
+def painting_replay() -> None:
+    @task
+    def plan_shards(**context: Any) -> list[dict[str, int]]:
+        """Count the sequence's rows and split the requested range into shards."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.painting_simulator import replay
+
+        config, params = _run_config(), context["params"]
+        total = replay.count_rows(_reader(config), config.prefix)
+        try:
+            specs = replay.plan_shards(total, params["start_row"], params["rows"], params["shards"])
+        except ValueError as exc:
+            raise AirflowFailException(f"{exc} (blobs under {config.prefix!r})") from None
+        log.info(
+            "replaying %d row(s) from row %d of %d in %d shard(s): %s",
+            sum(s["rows"] for s in specs), params["start_row"], total, len(specs), specs,
+        )  # fmt: skip
+        return specs
+
+    @task(multiple_outputs=False)
+    def replay_shard(spec: dict[str, int], **context: Any) -> dict[str, Any]:
+        """POST the shard's rows with bounded concurrency and record every outcome."""
+        from airflow.providers.http.hooks.http import HttpHook
+
+        from include.painting_simulator import replay
+
+        config, params = _run_config(), context["params"]
+        hook = HttpHook(method="POST", http_conn_id=settings.MODEL_CONN_ID)
+        endpoint = replay.endpoint_from_hook(hook, config.request_timeout, config.request_attempts)
+        summary = replay.run_shard(
+            _reader(config),
+            config.prefix,
+            spec,
+            endpoint,
+            concurrency=params["concurrency"],
+            rate=params["rate"] / spec["shards"],
+            output_dir=config.output_dir,
+            run_id=context["run_id"],
+        )
+        log.info("%s\n%s", endpoint.url, replay.format_summary(summary))
+        return summary
+
+    @task(multiple_outputs=False)
+    def summarize(summaries: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+        """Merge the shards' figures, log the report and append it to the summary file."""
+        from airflow.providers.http.hooks.http import HttpHook
+
+        from include.painting_simulator import replay
+
+        config = _run_config()
+        url = HttpHook(http_conn_id=settings.MODEL_CONN_ID).url_from_endpoint(
+            settings.PREDICT_ENDPOINT
+        )
+        summary = replay.combine(list(summaries), context["run_id"], context["params"], url)
+        path = replay.write_summary(config.output_dir, summary)
+        log.info("\n%s\nwritten to %s", replay.format_summary(summary), path)
+        return summary
+
+    summarize(replay_shard.expand(spec=plan_shards()))
+
+
+painting_replay()

@@ -1,0 +1,361 @@
+"""``make bench``: the performance figures of the package, each a ratio measured side by side.
+
+Absolute times on shared machines are noise; ratios of things measured in the same run are not.
+Starts its own Azurite and reference model service on free ports (stopped by PID at the end),
+generates the sources with ``include.sample_data.generator`` and prints:
+
+1. DAG parse: import time of each DAG file ÷ import time of an empty ``airflow.sdk`` DAG file
+   (fresh interpreter per measurement, interleaved, median).                         goal ≤ 1.2
+2. Tick cost: a warm ``pull_window`` (list + validate + read a 10-row window, through the row
+   cache) on the large source ÷ on the small source; the cold first tick too.         goal ≤ 1.1
+3. Replay throughput ÷ ``wrk`` throughput against the same model service (``--workers N``)
+   at the same concurrency (wrk POSTs one valid row from a Lua script).               goal ≥ 0.8
+4. Replay memory: peak RSS of a process replaying the large range ÷ the small range.   goal ≤ 1.2
+
+``python -m scripts.bench --smoke`` runs everything on tiny sizes in well under a minute (the
+test suite runs it); ``python -m scripts.bench --help`` lists the sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from scripts import local_services
+
+REPO = local_services.REPO
+CONTAINER = "bench"
+CONN_BLOB, CONN_MODEL = "painting_blob_storage", "painting_model_service"
+EMPTY_DAG = '''"""An empty DAG: the floor of any DAG file's import time."""
+import pendulum
+
+from airflow.sdk import dag
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
+def empty() -> None:
+    pass
+
+
+empty()
+'''
+IMPORT_PROBE = (
+    "import importlib.util, sys, time\n"
+    "t = time.perf_counter()\n"
+    "spec = importlib.util.spec_from_file_location('probe', sys.argv[1])\n"
+    "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+    "print(time.perf_counter() - t)\n"
+)
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{body}'
+"""
+VALID_BODY = {"machineId": "PAINT-1", "timeStamp": "2025-07-23T08:00:00", "thick": 19.89,
+              "voltage": 258.4, "current": 68.9, "temper": 34.4, "issue": "",
+              "isSolved": False}  # fmt: skip
+
+SIZES = {
+    "full": {"small": 1_000, "large": 1_000_000, "replay": 20_000, "memory_base": 10_000,
+             "memory_large": 1_000_000, "parse_reps": 15, "tick_reps": 30, "wrk_seconds": 10,
+             "rounds": 3},
+    "smoke": {"small": 100, "large": 2_000, "replay": 300, "memory_base": 100,
+              "memory_large": 1_000, "parse_reps": 1, "tick_reps": 3, "wrk_seconds": 1,
+              "rounds": 1},
+}  # fmt: skip
+
+
+def env_for(workdir: Path, azurite_cs: str | None = None, model_port: int | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AIRFLOW_HOME": str(workdir / "airflow")}
+    env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    env["PAINTING_CACHE_DIR"] = str(workdir / "row-cache")
+    if azurite_cs:
+        env["AIRFLOW_CONN_PAINTING_BLOB_STORAGE"] = json.dumps(
+            local_services.wasb_connection(azurite_cs)
+        )
+    if model_port:
+        env["AIRFLOW_CONN_PAINTING_MODEL_SERVICE"] = json.dumps(
+            local_services.http_connection(model_port)
+        )
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. DAG parse
+
+
+def bench_parse(workdir: Path, reps: int) -> list[tuple[str, float, float]]:
+    empty = workdir / "empty_dag.py"
+    empty.write_text(EMPTY_DAG)
+    files = [empty, *sorted((REPO / "dags").glob("*.py"))]
+    env = env_for(workdir)
+    times: dict[Path, list[float]] = {f: [] for f in files}
+    for _ in range(reps):  # interleaved, so a busy moment hits every file alike
+        for path in files:
+            out = subprocess.run(
+                [sys.executable, "-c", IMPORT_PROBE, str(path)],
+                capture_output=True, text=True, check=True, env=env, cwd=REPO,
+            ).stdout  # fmt: skip
+            times[path].append(float(out.strip().splitlines()[-1]))
+    floor = statistics.median(times[empty])
+    return [(p.name, statistics.median(times[p]), floor) for p in files[1:]]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Tick cost
+
+
+def source_csv(workdir: Path, rows: int) -> Path:
+    from include.sample_data import generator
+
+    path = workdir / "sources" / f"painting_{rows}.csv"
+    if not path.exists():
+        generator.write_csv(path.with_suffix(".tmp"), n_rows=rows)
+        path.with_suffix(".tmp").rename(path)
+    return path
+
+
+def prefix_of(rows: int) -> str:
+    return f"bench-{rows}/"
+
+
+def tick(prefix: str, stored: dict[str, Any] | None) -> float:
+    """One warm-or-cold pull_window: what the DAG task does, timed."""
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from include.painting_simulator.blob_cache import BlobCache, default_cache_dir
+    from include.painting_simulator.window import BlobReader, read_window
+
+    began = time.perf_counter()
+    reader = BlobReader(WasbHook(wasb_conn_id=CONN_BLOB), CONTAINER, CONN_BLOB,
+                        BlobCache(default_cache_dir()))  # fmt: skip
+    window = read_window(reader, prefix, 10, start_row=None, stored=stored, run_id="bench")
+    assert len(window["items"]) == 10
+    return time.perf_counter() - began
+
+
+def bench_tick(sizes: list[int], reps: int) -> dict[int, dict[str, float]]:
+    result: dict[int, dict[str, float]] = {}
+    middle = {n: {"blob": prefix_of(n) + "painting.csv", "row": n // 2} for n in sizes}
+    for n in sizes:
+        result[n] = {"cold": tick(prefix_of(n), middle[n])}
+    warm: dict[int, list[float]] = {n: [] for n in sizes}
+    for _ in range(reps):
+        for n in sizes:
+            warm[n].append(tick(prefix_of(n), middle[n]))
+    for n in sizes:
+        result[n]["warm"] = statistics.median(warm[n])
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. and 4. Replay
+
+
+def replay_rows(rows: int, concurrency: int, output_dir: str, prefix: str) -> dict[str, Any]:
+    """Replay rows 0..rows-1 of ``prefix`` as the DAG's shard task does; return its summary."""
+    from airflow.providers.http.hooks.http import HttpHook
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from include.painting_simulator import replay
+    from include.painting_simulator.blob_cache import BlobCache, default_cache_dir
+    from include.painting_simulator.window import BlobReader
+
+    reader = BlobReader(WasbHook(wasb_conn_id=CONN_BLOB), CONTAINER, CONN_BLOB,
+                        BlobCache(default_cache_dir()))  # fmt: skip
+    endpoint = replay.endpoint_from_hook(HttpHook(http_conn_id=CONN_MODEL), 30, 3)
+    spec = {"shard": 0, "shards": 1, "start_row": 0, "rows": rows}
+    run_id = f"bench__{time.time_ns()}"
+    return replay.run_shard(reader, prefix, spec, endpoint, concurrency=concurrency, rate=0,
+                            output_dir=output_dir, run_id=run_id)  # fmt: skip
+
+
+def wrk(url: str, concurrency: int, seconds: int, workdir: Path) -> float:
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT.format(body=json.dumps(VALID_BODY)))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not match:
+        raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk got error answers (the body is not valid?):\n{out}")
+    return float(match.group(1))
+
+
+def peak_rss_of_replay(rows: int, concurrency: int, workdir: Path, env: dict, prefix: str) -> int:
+    """Peak RSS (bytes) of a fresh process replaying ``rows`` rows."""
+    out_dir = tempfile.mkdtemp(dir=workdir, prefix="replay-out-")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "scripts.bench", "--replay-child", str(rows),
+             "--concurrency", str(concurrency), "--child-prefix", prefix, "--child-out", out_dir],
+            capture_output=True, text=True, check=True, env=env, cwd=REPO,
+        ).stdout  # fmt: skip
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return int(json.loads(out.strip().splitlines()[-1])["max_rss_bytes"])
+
+
+def replay_child(args: argparse.Namespace) -> int:
+    summary = replay_rows(args.replay_child, args.concurrency, args.child_out, args.child_prefix)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
+    with open("/proc/self/status", encoding="ascii") as fh:
+        rss = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
+    print(json.dumps({"rows": summary["rows"], "max_rss_bytes": rss}))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the bench runs")
+    parser.add_argument("--concurrency", type=int, default=16, help="replay and wrk connections")
+    # One uvicorn worker on a 2-core machine: one core for the service, one for the client, so
+    # the service is the limit. With two, the service takes both cores and the client (a Python
+    # process like the Airflow task) starves: that measures the machine, not the replay.
+    parser.add_argument(
+        "--model-workers", type=int, default=1, help="uvicorn workers of the model service"
+    )
+    parser.add_argument("--figures", default="1,2,3,4", help="which figures (default: all)")
+    parser.add_argument("--workdir", default=None, help="sources and caches (default .local/bench)")
+    for name in SIZES["full"]:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
+    parser.add_argument("--replay-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.getLogger("painting_simulator").setLevel(logging.WARNING)  # figures, not task logs
+    if args.replay_child is not None:
+        return replay_child(args)
+
+    size = dict(SIZES["smoke" if args.smoke else "full"])
+    size.update({k: getattr(args, k) for k in size if getattr(args, k) is not None})
+    workdir = Path(args.workdir or (tempfile.mkdtemp(prefix="painting-bench-") if args.smoke
+                                    else REPO / ".local" / "bench")).resolve()  # fmt: skip
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"painting simulator benchmarks ({'smoke' if args.smoke else 'full'}), work dir {workdir}"
+    )
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; ratios, not times")
+
+    figures = {int(f) for f in args.figures.split(",")}
+    if 1 in figures:
+        show_parse(workdir, size)
+    if figures & {2, 3, 4}:
+        with_services(args, size, workdir, figures)
+    if args.smoke:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(workdir)
+    return 0
+
+
+def show_parse(workdir: Path, size: dict[str, int]) -> None:
+    parse = bench_parse(workdir, size["parse_reps"])
+    print(f"\n1. DAG parse: import time ÷ empty airflow.sdk DAG (median of {size['parse_reps']} "
+          "fresh processes each; goal ≤ 1.2)")  # fmt: skip
+    for name, seconds, floor in parse:
+        ms = f"{seconds * 1000:.0f} ms vs {floor * 1000:.0f} ms"
+        print(f"   {name:<28} ratio {seconds / floor:5.2f}   ({ms})")
+
+
+def with_services(
+    args: argparse.Namespace, size: dict[str, int], workdir: Path, figures: set[int]
+) -> None:
+    logs = workdir / "logs"
+    az_port, model_port = local_services.free_port(), local_services.free_port()
+    azurite = local_services.azurite(workdir / "azurite", az_port, logs / "azurite.log")
+    model = local_services.model_service(
+        model_port, logs / "model-service.log", extra_args=["--workers", str(args.model_workers)]
+    )
+    with azurite, model:
+        cs = local_services.azurite_connection_string(az_port)
+        env = env_for(workdir, cs, model_port)
+        os.environ.update(env)
+        small, large = size["small"], size["large"]
+        for n in {small, large, size["memory_base"], size["memory_large"]}:
+            local_services.upload_blobs(
+                cs, CONTAINER, {prefix_of(n) + "painting.csv": source_csv(workdir, n).read_bytes()}
+            )
+        if 2 in figures:
+            shutil.rmtree(workdir / "row-cache", ignore_errors=True)  # cold ticks really cold
+            show_tick(size)
+        if 3 in figures:
+            tick(prefix_of(large), None)  # the replay reads a warm cache, as in a real shard
+            show_throughput(args, size, workdir, model_port)
+        if 4 in figures:
+            show_memory(args, size, workdir, env)
+
+
+def show_tick(size: dict[str, int]) -> None:
+    small, large = size["small"], size["large"]
+    ticks = bench_tick([small, large], size["tick_reps"])
+    print(f"\n2. Tick cost: warm pull_window (list + validate + read 10 rows), {large:,} "
+          f"rows ÷ {small:,} rows (median of {size['tick_reps']}; goal ≤ 1.1)")  # fmt: skip
+    warm, cold = (
+        (ticks[large]["warm"], ticks[small]["warm"]),
+        (ticks[large]["cold"], ticks[small]["cold"]),
+    )
+    ms = f"{warm[0] * 1000:.1f} ms vs {warm[1] * 1000:.1f} ms"
+    print(f"   warm ratio {warm[0] / warm[1]:5.2f}   ({ms})")
+    print(f"   cold first tick (download + parse + build the cache): {cold[0]:.2f} s vs "
+          f"{cold[1]:.2f} s, ratio {cold[0] / cold[1]:.1f}")  # fmt: skip
+
+
+def show_throughput(
+    args: argparse.Namespace, size: dict[str, int], workdir: Path, model_port: int
+) -> None:
+    large = size["large"]
+    url = f"http://127.0.0.1:{model_port}/predict/"
+    c = args.concurrency
+    rows = size["replay"]
+    wrk_rates, replay_rates = [], []
+    for _ in range(size["rounds"]):  # alternated, so a busy moment hits both alike
+        wrk_rates.append(wrk(url, c, size["wrk_seconds"], workdir))
+        out_dir = tempfile.mkdtemp(dir=workdir, prefix="replay-out-")
+        summary = replay_rows(rows, c, out_dir, prefix_of(large))
+        shutil.rmtree(out_dir, ignore_errors=True)
+        replay_rates.append(summary["throughput_rows_per_second"])
+    ours, reference = statistics.median(replay_rates), statistics.median(wrk_rates)
+    print(f"\n3. Replay throughput ÷ wrk, concurrency {c}, model service --workers "
+          f"{args.model_workers} (median of {size['rounds']} alternated rounds; "
+          "goal ≥ 0.8)")  # fmt: skip
+    print(f"   ratio {ours / reference:5.2f}   (replay {ours:,.0f} rows/s over {rows:,} rows "
+          f"incl. ledgers; wrk {reference:,.0f} req/s)")  # fmt: skip
+    print("   rounds: replay " + ", ".join(f"{r:,.0f}" for r in replay_rates)
+          + " rows/s; wrk " + ", ".join(f"{r:,.0f}" for r in wrk_rates) + " req/s")  # fmt: skip
+
+
+def show_memory(args: argparse.Namespace, size: dict[str, int], workdir: Path, env: dict) -> None:
+    c = args.concurrency
+    base, big = size["memory_base"], size["memory_large"]
+    tick(prefix_of(base), None)  # warm the row caches: memory of replaying, not of parsing
+    tick(prefix_of(big), None)
+    rss_base = peak_rss_of_replay(base, c, workdir, env, prefix_of(base))
+    rss_big = peak_rss_of_replay(big, c, workdir, env, prefix_of(big))
+    print(f"\n4. Replay memory: peak RSS replaying {big:,} rows ÷ {base:,} rows (goal ≤ 1.2)")
+    print(
+        f"   ratio {rss_big / rss_base:5.2f}   ({rss_big / 2**20:.0f} MiB vs "
+        f"{rss_base / 2**20:.0f} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

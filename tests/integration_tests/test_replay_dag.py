@@ -1,0 +1,194 @@
+"""The painting_replay DAG, run with dag.test() against real Azurite and the real model service.
+
+Shards run as mapped tasks; every outcome lands in the simulator's ledgers once; the summary is
+logged and written; the simulator's position is left alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.sample_data import generator
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = "painting-process-equipment/"
+SEED = 11
+BAD_TIMESTAMP = "3,not-a-time,19.90,260.0,260.1,70.0,34.0,4.60,OP-02"
+BAD_NUMBER = "4,2025-07-23T08:01:10,19.90,260.0,260.1,seventy,34.0,4.60,OP-02"
+
+
+def generated_csv(rows: int, seed: int = SEED, extra_lines: tuple[str, ...] = ()) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=generator.COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(generator.generate_rows(rows, seed=seed))
+    return (out.getvalue() + "".join(line + "\n" for line in extra_lines)).encode()
+
+
+def replay_dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "painting_replay.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("painting_replay")
+
+
+def recorded_keys(simulator: Any, run_id: str) -> list[tuple[str, int]]:
+    keys = simulator.keys(run_id)
+    return keys["anomaly"] + keys["normal"] + keys["error"]
+
+
+def run_shard(simulator: Any, tmp_path: Path, rows: int, **options: Any) -> dict[str, Any]:
+    """One shard of rows 0..rows-1, as the DAG's replay_shard task runs it (real hooks)."""
+    from airflow.providers.http.hooks.http import HttpHook
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from include.painting_simulator import replay
+    from include.painting_simulator.blob_cache import BlobCache
+    from include.painting_simulator.window import BlobReader
+
+    reader = BlobReader(
+        WasbHook(wasb_conn_id="painting_blob_storage"),
+        simulator.container,
+        "painting_blob_storage",
+        BlobCache(str(tmp_path / "cache")),
+    )
+    endpoint = replay.endpoint_from_hook(HttpHook(http_conn_id="painting_model_service"), 5, 1)
+    spec = {"shard": 0, "shards": 1, "start_row": 0, "rows": rows}
+    return replay.run_shard(
+        reader, PREFIX, spec, endpoint, output_dir=str(simulator.output_dir), **options
+    )
+
+
+def set_position(value: dict[str, Any]) -> None:
+    from airflow.models.variable import Variable
+
+    Variable.set("painting_position", json.dumps(value))
+
+
+def test_a_sharded_replay_records_every_row_once_and_reports(simulator, caplog, capfd):
+    # a.csv: 200 generated rows (planted anomalies known); b.csv: 5 more and two bad rows.
+    simulator.upload(
+        {
+            "a.csv": generated_csv(200),
+            "b.csv": generated_csv(5, seed=SEED + 1, extra_lines=(BAD_TIMESTAMP, BAD_NUMBER)),
+        }
+    )
+    position = {"blob": PREFIX + "a.csv", "row": 42, "run_id": "scheduled__x"}
+    set_position(position)
+
+    run = replay_dag().test(run_conf={"start_row": 150, "concurrency": 4, "rate": 0, "shards": 3})
+
+    assert run.state == "success"
+    shard_tis = [ti for ti in run.get_task_instances() if ti.task_id == "replay_shard"]
+    assert sorted(ti.map_index for ti in shard_tis) == [0, 1, 2]
+    assert {ti.state for ti in shard_tis} == {"success"}
+
+    # Every row of the range (150..206: 50 of a.csv, 7 of b.csv) in exactly one ledger, once.
+    keys = simulator.keys(run.run_id)
+    recorded = recorded_keys(simulator, run.run_id)
+    expected = [(PREFIX + "a.csv", r) for r in range(150, 200)]
+    expected += [(PREFIX + "b.csv", r) for r in range(7)]
+    assert sorted(recorded) == expected
+
+    # Verdicts: the planted anomalies, a 422 from the service, an unmappable row.
+    planted = generator.anomaly_kinds(200, seed=SEED)[150:200]
+    planted += generator.anomaly_kinds(5, seed=SEED + 1)
+    anomalies = sum(kind != "normal" for kind in planted)
+    assert len(keys["anomaly"]) == anomalies
+    errors = {r["source"]["row"]: r for r in simulator.ledger("error")}
+    assert sorted(errors) == [5, 6]
+    assert errors[5]["status"] == 422
+    assert "PT_jo_A_Main_1" in errors[6]["error"]
+
+    # The summary: written once, with every figure; the shards add up.
+    summary_file = simulator.output_dir / "painting_replay_summary.jsonl"
+    summaries = [json.loads(line) for line in summary_file.read_text().splitlines()]
+    assert len(summaries) == 1
+    summary = summaries[0]
+    assert summary["run_id"] == run.run_id
+    assert summary["rows"] == 57
+    assert summary["shards"] == 3
+    assert summary["outcomes"] == {"anomaly": anomalies, "normal": 55 - anomalies, "error": 2}
+    assert summary["errors_by_cause"] == {"HTTP 422": 1, "row cannot be mapped": 1}
+    assert [s["rows"] for s in summary["per_shard"]] == [19, 19, 19]
+    assert [s["start_row"] for s in summary["per_shard"]] == [150, 169, 188]
+    latency = summary["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    assert summary["throughput_rows_per_second"] > 0
+
+    # The report in the task log is a readable table.
+    out = caplog.text + capfd.readouterr().out
+    assert "outcome         rows   share" in out
+    assert "latency ms  p50" in out
+    assert "HTTP 422" in out
+
+    # The simulator's position is untouched.
+    assert simulator.position() == position
+
+
+def test_a_range_past_the_end_fails_at_once_naming_the_numbers(simulator, caplog, capfd):
+    simulator.upload({"a.csv": generated_csv(20)})
+
+    run = replay_dag().test(run_conf={"start_row": 15, "rows": 10})
+
+    assert run.state == "failed"
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_shards")
+    assert plan.try_number == 1  # a bad range is not retried
+    out = caplog.text + capfd.readouterr().out
+    assert "start_row=15 + rows=10 goes past the end of the sequence (20 rows)" in out
+    assert simulator.ledgers() == {"anomaly": [], "normal": [], "error": []}
+
+
+def test_a_retried_shard_resumes_and_records_the_interrupted_chunk_once(simulator, tmp_path):
+    """A worker dying mid-shard cannot be produced on demand: its traces are made by hand (the
+    progress file rolled back to an earlier chunk, as if the task died after writing the ledger
+    lines of the next one). Everything else is real: Azurite, the model service, the ledgers."""
+    from include.painting_simulator import replay
+
+    simulator.upload({"a.csv": generated_csv(60)})
+    options = {"concurrency": 3, "rate": 0}
+
+    def shard(**extra: Any) -> dict[str, Any]:
+        return run_shard(simulator, tmp_path, rows=60, run_id="manual__retry", **options, **extra)
+
+    # First attempt, then roll its progress back to "20 rows recorded".
+    shard(chunk_rows=10)
+    progress = replay.Progress(str(simulator.output_dir), "manual__retry", 0)
+    complete = progress.load()
+    progress.save(replay.Tally(rows=20))
+
+    second = shard(chunk_rows=10)
+
+    recorded = recorded_keys(simulator, "manual__retry")
+    assert sorted(recorded) == [(PREFIX + "a.csv", r) for r in range(60)]
+    assert second["rows"] == 60  # 20 from the progress file + the 40 after them, not 20 + 60
+    assert complete.rows == 60
+    # A finished shard run again (a cleared task) sends nothing and keeps its figures.
+    again = shard()
+    assert again["rows"] == 60
+    assert again["outcomes"] == second["outcomes"]
+    assert sorted(recorded) == sorted(recorded_keys(simulator, "manual__retry"))
+    assert os.path.exists(progress.path)
+
+
+def test_a_rate_paces_the_rows(simulator, tmp_path):
+    """``rate`` is a ceiling: 20 rows at 40 rows/s cannot finish before 19/40 s have passed
+    (a lower bound only, so a slow machine cannot make this fail)."""
+
+    simulator.upload({"a.csv": generated_csv(20)})
+    summary = run_shard(
+        simulator, tmp_path, rows=20, run_id="manual__paced", concurrency=8, rate=40
+    )
+    assert summary["rows"] == 20
+    assert summary["seconds"] >= 19 / 40
+    assert summary["throughput_rows_per_second"] <= 40 * 20 / 19
