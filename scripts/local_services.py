@@ -266,6 +266,29 @@ def simulator_env(
     }
 
 
+def standalone_env(
+    home: Path,
+    api_port: int,
+    connection_string: str,
+    model_port: int,
+    container: str,
+    output_dir: Path,
+    host: str = "127.0.0.1",
+) -> dict[str, str]:
+    """The environment of an ``airflow standalone`` of the tests: :func:`airflow_env`, the
+    simulator's connections and Variables, and free ports for Airflow's log servers (they bind
+    every interface, so the defaults would collide with a running ``make run``)."""
+    env = airflow_env(home, api_port, host)
+    env.update(
+        {
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            **simulator_env(connection_string, model_port, container, output_dir, host),
+        }
+    )
+    return env
+
+
 def upload_blobs(
     connection_string: str, container: str, blobs: dict[str, bytes], overwrite: bool = True
 ) -> None:

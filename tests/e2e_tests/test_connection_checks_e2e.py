@@ -73,20 +73,10 @@ def test_both_checks_on_a_real_scheduler(
         container, {"elsewhere/a.csv": b"x"}
     )  # the container exists, the prefix is empty
     port = local_services.free_port()
-    env = local_services.airflow_env(home, port, HOST)
-    env.update(
-        {
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_services.free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
-            "AIRFLOW_CONN_PAINTING_BLOB_STORAGE": json.dumps(
-                local_services.wasb_connection(azurite.connection_string)
-            ),
-            "AIRFLOW_CONN_PAINTING_MODEL_SERVICE": json.dumps(
-                local_services.http_connection(model_service.port, HOST)
-            ),
-            "AIRFLOW_VAR_PAINTING_CONTAINER": container,
-        }
-    )
+    env = local_services.standalone_env(
+        home, port, azurite.connection_string, model_service.port, container,
+        tmp_path / "painting_logs", HOST,
+    )  # fmt: skip
     db = home / "airflow.db"
     server = local_services.AirflowStandalone(env, port, tmp_path / "standalone.log", HOST)
     server.start()

@@ -60,23 +60,10 @@ def standalone(
         {"painting-process-equipment/painting_sample.csv": local_services.SAMPLE_CSV.read_bytes()},
     )
     port = local_services.free_port()
-    env = local_services.airflow_env(home, port, HOST)
-    env.update(
-        {
-            # Free ports for the log servers too, so a running `make run` does not collide.
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_services.free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
-            "AIRFLOW_CONN_PAINTING_BLOB_STORAGE": json.dumps(
-                local_services.wasb_connection(azurite.connection_string)
-            ),
-            "AIRFLOW_CONN_PAINTING_MODEL_SERVICE": json.dumps(
-                local_services.http_connection(model_service.port, HOST)
-            ),
-            "AIRFLOW_VAR_PAINTING_CONTAINER": container,
-            "AIRFLOW_VAR_PAINTING_OUTPUT_DIR": str(output_dir),
-            "PAINTING_INTERVAL_MINUTES": str(INTERVAL_SECONDS / 60),
-        }
+    env = local_services.standalone_env(
+        home, port, azurite.connection_string, model_service.port, container, output_dir, HOST
     )
+    env["PAINTING_INTERVAL_MINUTES"] = str(INTERVAL_SECONDS / 60)
     server = Standalone(env, port, home, tmp_path / "standalone.log")
     server.start()
     try:

@@ -87,18 +87,11 @@ def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_l
     container = f"kill-{uuid.uuid4().hex[:12]}"
     azurite.upload(container, {PREFIX + "sample.csv": local_services.SAMPLE_CSV.read_bytes()})
     port = local_services.free_port()
-    env = local_services.airflow_env(home, port, HOST)
-    env.update(
-        {
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_services.free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
-            **local_services.simulator_env(
-                azurite.connection_string, slow.port, container, output_dir, HOST
-            ),
-            # One scheduled run when unpaused (catchup is off), the next one only tomorrow.
-            "PAINTING_INTERVAL_MINUTES": "1440",
-        }
+    env = local_services.standalone_env(
+        home, port, azurite.connection_string, slow.port, container, output_dir, HOST
     )
+    # One scheduled run when unpaused (catchup is off), the next one only tomorrow.
+    env["PAINTING_INTERVAL_MINUTES"] = "1440"
     server = Standalone(env, port, home, tmp_path / "standalone.log")
     server.start()
     try:
