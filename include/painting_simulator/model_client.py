@@ -136,6 +136,38 @@ class CallResult:
     reached: bool
 
 
+class RetryPolicy:
+    """The tries of one row: transport errors, 5xx and 429 are retried with back-off 1 s, 2 s,
+    4 s, ...; a ``Retry-After`` header on a retryable answer is honoured (capped) when longer
+    than the back-off. Shared by the simulator's sender (:func:`send_with_retries`) and the
+    replay's (on an event loop), which differ only in how they wait and post.
+    """
+
+    def __init__(self, attempts: int = 3, backoff_seconds: float = 1.0) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.attempts, self.backoff_seconds = attempts, backoff_seconds
+        self.attempt, self.reached = 0, False
+
+    def after(self, answer: HttpAnswer | TransportError) -> CallResult | float:
+        """Take one try's answer (or its transport error): the row's result when it is final,
+        else the seconds to wait before the next try."""
+        self.attempt += 1
+        delay = self.backoff_seconds * 2 ** (self.attempt - 1)
+        if isinstance(answer, TransportError):
+            last = Outcome(ERROR, error=f"model service unreachable: {answer}")
+        else:
+            self.reached = True
+            last = classify(answer)
+            if not is_retryable(answer):
+                return CallResult(last, self.attempt, reached=True)
+            if answer.retry_after is not None:
+                delay = max(delay, min(answer.retry_after, MAX_RETRY_AFTER_SECONDS))
+        if self.attempt >= self.attempts:
+            return CallResult(last, self.attempt, reached=self.reached)
+        return delay
+
+
 def send_with_retries(
     post: Callable[[dict[str, Any]], HttpAnswer],
     body: dict[str, Any],
@@ -144,32 +176,49 @@ def send_with_retries(
     backoff_seconds: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CallResult:
-    """POST one body, retrying on transport errors, 5xx and 429 with back-off 1 s, 2 s, 4 s, ...
-
-    A ``Retry-After`` header on a retryable answer is honoured (capped) when longer than the
-    back-off.
-    """
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    reached = False
-    last: Outcome | None = None
-    for attempt in range(1, attempts + 1):
-        delay = backoff_seconds * 2 ** (attempt - 1)
+    """POST one body under the :class:`RetryPolicy`."""
+    policy = RetryPolicy(attempts, backoff_seconds)
+    while True:
         try:
-            answer = post(body)
+            answer: HttpAnswer | TransportError = post(body)
         except TransportError as exc:
-            last = Outcome(ERROR, error=f"model service unreachable: {exc}")
-        else:
-            reached = True
-            if not is_retryable(answer):
-                return CallResult(classify(answer), attempt, reached=True)
-            last = classify(answer)
-            if answer.retry_after is not None:
-                delay = max(delay, min(answer.retry_after, MAX_RETRY_AFTER_SECONDS))
-        if attempt < attempts:
-            sleep(delay)
-    assert last is not None
-    return CallResult(last, attempts, reached=reached)
+            answer = exc
+        step = policy.after(answer)
+        if isinstance(step, CallResult):
+            return step
+        sleep(step)
+
+
+def unmapped_result(item: dict[str, Any]) -> dict[str, Any]:
+    """The error result of an item that could not be mapped to a request body (not sent)."""
+    return {"source": item["source"], "kind": ERROR, "original_data": item.get("raw"),
+            "error": item["error"]}  # fmt: skip
+
+
+def row_result(source: dict[str, Any], body: dict[str, Any], call: CallResult) -> dict[str, Any]:
+    """The result of a sent row: its source, kind, body, attempts and prediction or error."""
+    result: dict[str, Any] = {
+        "source": source,
+        "kind": call.outcome.kind,
+        "original_data": body,
+        "attempts": call.attempts,
+    }
+    if call.outcome.kind == ANOMALY:
+        result["prediction"] = call.outcome.prediction
+    if call.outcome.kind == ERROR:
+        result["error"] = call.outcome.error
+        if call.outcome.status is not None:
+            result["status"] = call.outcome.status
+    return result
+
+
+def unreachable(call: CallResult, source: dict[str, Any], then: str) -> ModelServiceUnreachable:
+    """The error that fails a task whose first sent row got no answer at all (``then``: what
+    happens next, e.g. "the window will be sent again")."""
+    return ModelServiceUnreachable(
+        f"{call.outcome.error} (blob {source['blob']!r} row {source['row']}, "
+        f"{call.attempts} attempts); {then}"
+    )
 
 
 def call_window(
@@ -192,40 +241,16 @@ def call_window(
     results: list[dict[str, Any]] = []
     any_answered = False
     for item in items:
-        source = item["source"]
         if "body" not in item:
-            results.append(
-                {
-                    "source": source,
-                    "kind": ERROR,
-                    "original_data": item.get("raw"),
-                    "error": item["error"],
-                }
-            )
+            results.append(unmapped_result(item))
             continue
-        body = item["body"]
         call = send_with_retries(
-            post, body, attempts=attempts, backoff_seconds=backoff_seconds, sleep=sleep
+            post, item["body"], attempts=attempts, backoff_seconds=backoff_seconds, sleep=sleep
         )
         if not call.reached and not any_answered:
-            raise ModelServiceUnreachable(
-                f"{call.outcome.error} (blob {source['blob']!r} row {source['row']}, "
-                f"{call.attempts} attempts); the window will be sent again"
-            )
+            raise unreachable(call, item["source"], "the window will be sent again")
         any_answered = any_answered or call.reached
-        result: dict[str, Any] = {
-            "source": source,
-            "kind": call.outcome.kind,
-            "original_data": body,
-            "attempts": call.attempts,
-        }
-        if call.outcome.kind == ANOMALY:
-            result["prediction"] = call.outcome.prediction
-        if call.outcome.kind == ERROR:
-            result["error"] = call.outcome.error
-            if call.outcome.status is not None:
-                result["status"] = call.outcome.status
-        results.append(result)
+        results.append(row_result(item["source"], item["body"], call))
     return results
 
 

@@ -259,28 +259,19 @@ async def _post(session: Any, url: str, body: dict[str, Any]) -> model_client.Ht
 async def send_with_retries(
     session: Any, url: str, body: dict[str, Any], attempts: int, backoff_seconds: float = 1.0
 ) -> model_client.CallResult:
-    """The simulator's retry policy (:func:`model_client.send_with_retries`) on the event loop:
-    transport errors, 5xx and 429 retried with back-off 1 s, 2 s, ..., ``Retry-After`` honoured."""
-    reached, last = False, None
-    for attempt in range(1, attempts + 1):
-        delay = backoff_seconds * 2 ** (attempt - 1)
+    """POST one body under the simulator's :class:`model_client.RetryPolicy`, on the event loop."""
+    policy = model_client.RetryPolicy(attempts, backoff_seconds)
+    while True:
         try:
-            answer = await _post(session, url, body)
-        except model_client.TransportError as exc:
-            last = model_client.Outcome(
-                model_client.ERROR, error=f"model service unreachable: {exc}"
+            answer: model_client.HttpAnswer | model_client.TransportError = await _post(
+                session, url, body
             )
-        else:
-            reached = True
-            last = model_client.classify(answer)
-            if not model_client.is_retryable(answer):
-                return model_client.CallResult(last, attempt, reached=True)
-            if answer.retry_after is not None:
-                delay = max(delay, min(answer.retry_after, model_client.MAX_RETRY_AFTER_SECONDS))
-        if attempt < attempts:
-            await asyncio.sleep(delay)
-    assert last is not None
-    return model_client.CallResult(last, attempts, reached=reached)
+        except model_client.TransportError as exc:
+            answer = exc
+        step = policy.after(answer)
+        if isinstance(step, model_client.CallResult):
+            return step
+        await asyncio.sleep(step)
 
 
 class _Sender:
@@ -294,10 +285,8 @@ class _Sender:
         self.answered = False
 
     async def call(self, item: dict[str, Any]) -> dict[str, Any]:
-        source = item["source"]
         if "body" not in item:
-            return {"source": source, "kind": model_client.ERROR, "original_data": item.get("raw"),
-                    "error": item["error"]}  # fmt: skip
+            return model_client.unmapped_result(item)
         if self.rate:
             due = self.started + self.sent / self.rate
             self.sent += 1
@@ -309,20 +298,9 @@ class _Sender:
         )
         latency = time.perf_counter() - began
         if not call.reached and not self.answered:
-            raise model_client.ModelServiceUnreachable(
-                f"{call.outcome.error} (blob {source['blob']!r} row {source['row']}, "
-                f"{call.attempts} attempts); the shard will be retried"
-            )
+            raise model_client.unreachable(call, item["source"], "the shard will be retried")
         self.answered = self.answered or call.reached
-        result = {"source": source, "kind": call.outcome.kind, "original_data": item["body"],
-                  "attempts": call.attempts, "latency": latency}  # fmt: skip
-        if call.outcome.kind == model_client.ANOMALY:
-            result["prediction"] = call.outcome.prediction
-        if call.outcome.kind == model_client.ERROR:
-            result["error"] = call.outcome.error
-            if call.outcome.status is not None:
-                result["status"] = call.outcome.status
-        return result
+        return {**model_client.row_result(item["source"], item["body"], call), "latency": latency}
 
     async def send_chunk(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         results: list[Any] = [None] * len(items)
