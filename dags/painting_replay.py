@@ -17,7 +17,7 @@ plan_shards ► replay_shard × shards (mapped) ► summarize
   outcome to the ledgers under this run's id. A retry resumes after the last recorded chunk.
 * **summarize** merges the shards' figures — rows, outcomes by kind, throughput, latency
   p50/p95/p99/max, errors by cause — logs them as a table and appends them to
-  `painting_replay_summary.jsonl` in `painting_output_dir`.
+  `painting_replay_summary.jsonl` in `painting_output_dir` (see `docs/replay.md`).
 
 Trigger with e.g. `{"start_row": 0, "rows": 100000, "concurrency": 16, "rate": 0, "shards": 2}`.
 The simulator's position (`painting_position`) is neither read nor moved.
@@ -31,33 +31,15 @@ from typing import Any
 
 import pendulum
 
-from airflow.sdk import Param, Variable, dag, task
+from airflow.sdk import Param, dag, task
 
 from include.painting_simulator import settings
 
 log = logging.getLogger("painting_simulator")
 
 
-def _run_config() -> settings.RunConfig:
-    # Called only from inside the tasks below, never at parse time.
-    return settings.RunConfig.from_variables(
-        lambda name: Variable.get(name, default=None)  # noqa: AIR003
-    )
-
-
-def _reader(config: settings.RunConfig) -> Any:
-    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-
-    from include.painting_simulator.blob_cache import BlobCache, default_cache_dir
-    from include.painting_simulator.window import BlobReader
-
-    hook = WasbHook(wasb_conn_id=settings.BLOB_CONN_ID)
-    cache = BlobCache(default_cache_dir())
-    return BlobReader(hook, config.container, settings.BLOB_CONN_ID, cache)
-
-
 @dag(
-    dag_id="painting_replay",
+    dag_id=settings.REPLAY_DAG_ID,
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -118,12 +100,13 @@ def painting_replay() -> None:
         """Count the sequence's rows and split the requested range into shards."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.painting_simulator import replay
+        from include.painting_simulator import airflow_runtime
+        from include.painting_simulator.replay import plan
 
-        config, params = _run_config(), context["params"]
-        total = replay.count_rows(_reader(config), config.prefix)
+        config, params = airflow_runtime.run_config(), context["params"]
+        total = plan.count_rows(airflow_runtime.blob_rows(config), config.prefix)
         try:
-            specs = replay.plan_shards(total, params["start_row"], params["rows"], params["shards"])
+            specs = plan.plan_shards(total, params["start_row"], params["rows"], params["shards"])
         except ValueError as exc:
             raise AirflowFailException(f"{exc} (blobs under {config.prefix!r})") from None
         log.info(
@@ -137,13 +120,14 @@ def painting_replay() -> None:
         """POST the shard's rows with bounded concurrency and record every outcome."""
         from airflow.providers.http.hooks.http import HttpHook
 
-        from include.painting_simulator import replay
+        from include.painting_simulator import airflow_runtime
+        from include.painting_simulator.replay import sender, shard, summary
 
-        config, params = _run_config(), context["params"]
+        config, params = airflow_runtime.run_config(), context["params"]
         hook = HttpHook(method="POST", http_conn_id=settings.MODEL_CONN_ID)
-        endpoint = replay.endpoint_from_hook(hook, config.request_timeout, config.request_attempts)
-        summary = replay.run_shard(
-            _reader(config),
+        endpoint = sender.endpoint_from_hook(hook, config.request_timeout, config.request_attempts)
+        shard_summary = shard.run_shard(
+            airflow_runtime.blob_rows(config),
             config.prefix,
             spec,
             endpoint,
@@ -151,25 +135,32 @@ def painting_replay() -> None:
             rate=params["rate"] / spec["shards"],
             output_dir=config.output_dir,
             run_id=context["run_id"],
+            results=airflow_runtime.results(config),
         )
-        log.info("%s\n%s", endpoint.url, replay.format_summary(summary))
-        return summary
+        log.info("%s\n%s", endpoint.url, summary.format_summary(shard_summary))
+        return shard_summary
 
     @task(multiple_outputs=False)
     def summarize(summaries: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
-        """Merge the shards' figures, log the report and append it to the summary file."""
+        """Merge the shards' figures, log the summary and append it to the summary file."""
         from airflow.providers.http.hooks.http import HttpHook
 
-        from include.painting_simulator import replay
+        from include.painting_simulator import airflow_runtime
+        from include.painting_simulator.replay import summary
 
-        config = _run_config()
+        config = airflow_runtime.run_config()
         url = HttpHook(http_conn_id=settings.MODEL_CONN_ID).url_from_endpoint(
             settings.PREDICT_ENDPOINT
         )
-        summary = replay.combine(list(summaries), context["run_id"], context["params"], url)
-        path = replay.write_summary(config.output_dir, summary)
-        log.info("\n%s\nwritten to %s", replay.format_summary(summary), path)
-        return summary
+        merged = summary.combine(list(summaries), context["run_id"], context["params"], url)
+        writer = airflow_runtime.results(config)
+        writer.write_summary(merged)
+        log.info(
+            "\n%s\nwritten to %s",
+            summary.format_summary(merged),
+            writer.describe(settings.REPLAY_SUMMARY),
+        )
+        return merged
 
     summarize(replay_shard.expand(spec=plan_shards()))
 

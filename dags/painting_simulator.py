@@ -22,8 +22,8 @@ pull_window ► call_model_service ► route_results ┬ anomalies ► log_anoma
 * **advance_position** (the join) moves the position past this window: only a run that recorded
   its whole window moves it, so a failed run's window is sent again by the next run.
 
-A run that fails leaves a failure record (run, task, cause) in `painting_errors.jsonl` and in
-the failed task's log (`on_failure_callback`).
+A run that fails leaves a failure record (run, task, cause) in `painting_run_failures.jsonl` and
+in the failed task's log (`on_failure_callback`). Results format: `docs/results.md`.
 
 Pause the DAG to stop the simulation, unpause it to go on from where it stopped. Trigger it with
 `{"batch_size": 50}` or `{"start_row": 0}` to send a different window now; `start_row` also moves
@@ -45,39 +45,32 @@ from include.painting_simulator import settings
 
 log = logging.getLogger("painting_simulator")
 
-ANOMALY_LEDGER_ASSET = Asset(name="painting_issue_logs")
-LOG_TASK_BY_KIND = {"anomaly": "log_anomalies", "normal": "log_normals", "error": "log_errors"}
-
-
-def _run_config() -> settings.RunConfig:
-    """The run's settings from Airflow Variables (``AIRFLOW_VAR_*`` environment variables work)."""
-    # Called only from inside the tasks below, never at parse time.
-    return settings.RunConfig.from_variables(
-        lambda name: Variable.get(name, default=None)  # noqa: AIR003
-    )
-
-
-def _variable(name: str) -> Any:
-    # Called only by the failure callbacks below, at run time, never at parse time.
-    return Variable.get(name, default=None)  # noqa: AIR003
+ANOMALY_LEDGER_ASSET = Asset(name=settings.ANOMALY_LEDGER_ASSET_NAME)
+LOG_TASK_BY_KIND = {
+    settings.ANOMALY: "log_anomalies",
+    settings.NORMAL: "log_normals",
+    settings.ERROR: "log_errors",
+}
 
 
 def _record_task_failure(context: Any) -> None:
-    """Tasks' on_failure_callback: a failure record (run, task, cause) in the error ledger."""
-    from include.painting_simulator import alerts
+    """Tasks' on_failure_callback: a failure record (run, task, cause) in the failure ledger."""
+    from include.painting_simulator import failures
+    from include.painting_simulator.airflow_runtime import variable
 
-    alerts.record_task_failure(context, _variable)
+    failures.record_task_failure(context, variable)
 
 
 def _record_run_failure(context: Any) -> None:
     """The DAG's on_failure_callback: a failure record if the failed task could not write one."""
-    from include.painting_simulator import alerts
+    from include.painting_simulator import failures
+    from include.painting_simulator.airflow_runtime import variable
 
-    alerts.record_run_failure(context, _variable)
+    failures.record_run_failure(context, variable)
 
 
 @dag(
-    dag_id="painting_simulator",
+    dag_id=settings.SIMULATOR_DAG_ID,
     schedule=settings.schedule_interval(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -117,16 +110,12 @@ def painting_simulator() -> None:
     @task(multiple_outputs=False)
     def pull_window(**context: Any) -> dict[str, Any]:
         """Read the next window of rows from blob storage and map them to request bodies."""
-        from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+        from include.painting_simulator import airflow_runtime
+        from include.painting_simulator.window import read_window
 
-        from include.painting_simulator.blob_cache import BlobCache, default_cache_dir
-        from include.painting_simulator.window import BlobReader, read_window
-
-        config = _run_config()
-        hook = WasbHook(wasb_conn_id=settings.BLOB_CONN_ID)
-        cache = BlobCache(default_cache_dir())  # a warm tick reads only its window
+        config = airflow_runtime.run_config()
         return read_window(
-            BlobReader(hook, config.container, settings.BLOB_CONN_ID, cache),
+            airflow_runtime.blob_rows(config),  # a warm tick reads only its window
             config.prefix,
             context["params"].get("batch_size") or config.batch_size,
             start_row=context["params"].get("start_row"),
@@ -139,13 +128,13 @@ def painting_simulator() -> None:
         """POST every mapped row to the model service's /predict/ and classify the answers."""
         from airflow.providers.http.hooks.http import HttpHook
 
-        from include.painting_simulator import model_client
+        from include.painting_simulator import airflow_runtime, model_client
 
-        config = _run_config()
+        config = airflow_runtime.run_config()
         hook = HttpHook(method="POST", http_conn_id=settings.MODEL_CONN_ID)
         post = model_client.hook_transport(hook, settings.PREDICT_ENDPOINT, config.request_timeout)
         results = model_client.call_window(window["items"], post, attempts=config.request_attempts)
-        counts = {kind: sum(r["kind"] == kind for r in results) for kind in LOG_TASK_BY_KIND}
+        counts = {kind: sum(r["kind"] == kind for r in results) for kind in settings.KINDS}
         log.info("%s answered: %s", hook.url_from_endpoint(settings.PREDICT_ENDPOINT), counts)
         return results
 
@@ -156,21 +145,25 @@ def painting_simulator() -> None:
         return [task_id for kind, task_id in LOG_TASK_BY_KIND.items() if kind in kinds]
 
     def _record(kind: str, results: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
-        from include.painting_simulator import ledger
+        """Write this kind's results through the results writer; the records written."""
+        from include.painting_simulator import airflow_runtime
 
-        ledgers = ledger.Ledgers(_run_config().output_dir)
-        records, written = ledger.record_results(ledgers, kind, run_id, results)
-        if written < len(records):
-            log.info("%d record(s) were already in the ledger (task retry)", len(records) - written)
-        log.info("%d %s record(s) in %s", len(records), kind, ledgers.path(kind))
-        return records
+        writer = airflow_runtime.results(airflow_runtime.run_config())
+        written = writer.write_rows(run_id, [r for r in results if r["kind"] == kind])
+        if written.new < len(written.records):
+            log.info(
+                "%d record(s) were already in the ledger (task retry)",
+                len(written.records) - written.new,
+            )
+        log.info("%d %s record(s) in %s", len(written.records), kind, writer.describe(kind))
+        return written.records
 
     @task(outlets=[ANOMALY_LEDGER_ASSET])
     def log_anomalies(results: list[dict[str, Any]], **context: Any) -> int:
         """Append anomalies to painting_issue_logs.jsonl and log one line per anomaly."""
-        from include.painting_simulator.ledger import describe_anomaly
+        from include.painting_simulator.records import describe_anomaly
 
-        records = _record("anomaly", results, context["run_id"])
+        records = _record(settings.ANOMALY, results, context["run_id"])
         for record in records:
             log.warning("%s", describe_anomaly(record))
         return len(records)
@@ -178,7 +171,7 @@ def painting_simulator() -> None:
     @task
     def log_normals(results: list[dict[str, Any]], **context: Any) -> int:
         """Append normal rows to painting_normal_logs.jsonl and log a one-line summary."""
-        records = _record("normal", results, context["run_id"])
+        records = _record(settings.NORMAL, results, context["run_id"])
         machines = sorted({r["original_data"]["machineId"] for r in records})
         log.info("NORMAL %d row(s) from machine(s) %s", len(records), ", ".join(machines))
         return len(records)
@@ -186,9 +179,9 @@ def painting_simulator() -> None:
     @task
     def log_errors(results: list[dict[str, Any]], **context: Any) -> int:
         """Append rows that got no verdict to painting_errors.jsonl and log each cause."""
-        from include.painting_simulator.ledger import describe_error
+        from include.painting_simulator.records import describe_error
 
-        records = _record("error", results, context["run_id"])
+        records = _record(settings.ERROR, results, context["run_id"])
         for record in records:
             log.error("%s", describe_error(record))
         return len(records)
@@ -196,7 +189,7 @@ def painting_simulator() -> None:
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, multiple_outputs=False)
     def advance_position(window: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Move the stored position past this window (only reached when it was all recorded)."""
-        from include.painting_simulator.window import stored_position
+        from include.painting_simulator.sequence import stored_position
 
         stored = stored_position(window, context["run_id"])
         Variable.set(settings.VAR_POSITION, json.dumps(stored))

@@ -15,7 +15,7 @@ the user must be allowed to read the ``painting_simulator`` DAG. The page redire
 page when there is no valid session; the API answers 401/403. The static files (the page's
 script, style sheet and the chart library; no data) are public, like the UI's own bundles.
 
-The ledgers are read by :mod:`include.painting_simulator.ledger_reader` (no Airflow there);
+The ledgers are read by :mod:`include.painting_simulator.dashboard.ledger_reader` (no Airflow);
 this module only adds what needs Airflow: the output directory (Variable ``painting_output_dir``)
 and the simulator's state from the metadata DB. Airflow imports stay inside functions: every
 Airflow process loads plugins, only the api-server uses this one.
@@ -35,7 +35,9 @@ from fastapi.staticfiles import StaticFiles
 
 from airflow.plugins_manager import AirflowPlugin
 
-DAG_ID = "painting_simulator"
+from include.painting_simulator import settings
+
+DAG_ID = settings.SIMULATOR_DAG_ID
 URL_PREFIX = "/painting"
 STATIC_DIR = Path(__file__).resolve().parent / "painting_dashboard_static"
 # Time ranges the page offers, in minutes (None: everything in the ledgers).
@@ -72,9 +74,7 @@ def output_dir() -> str:
     """Where the DAG writes its ledgers: the Variable, else ``$AIRFLOW_HOME/painting_logs``."""
     from airflow.models.variable import Variable
 
-    from include.painting_simulator import settings
-
-    return Variable.get(settings.VAR_OUTPUT_DIR, default_var=None) or settings.default_output_dir()
+    return settings.output_dir(lambda name: Variable.get(name, default_var=None))
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -120,7 +120,7 @@ def _now_minute() -> int:
 
 
 def create_app() -> FastAPI:
-    from include.painting_simulator.ledger_reader import ledger_set
+    from include.painting_simulator.dashboard.ledger_reader import ledger_set
 
     app = FastAPI(
         title="Painting anomalies",

@@ -134,12 +134,13 @@ def tick(prefix: str, stored: dict[str, Any] | None) -> float:
     """One warm-or-cold pull_window: what the DAG task does, timed."""
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    from include.painting_simulator.blob_cache import BlobCache, default_cache_dir
-    from include.painting_simulator.window import BlobReader, read_window
+    from include.painting_simulator.blob_rows import BlobRows
+    from include.painting_simulator.row_cache import RowCache, default_cache_dir
+    from include.painting_simulator.window import read_window
 
     began = time.perf_counter()
-    reader = BlobReader(WasbHook(wasb_conn_id=CONN_BLOB), CONTAINER, CONN_BLOB,
-                        BlobCache(default_cache_dir()))  # fmt: skip
+    reader = BlobRows(WasbHook(wasb_conn_id=CONN_BLOB), CONTAINER, CONN_BLOB,
+                      RowCache(default_cache_dir()))  # fmt: skip
     window = read_window(reader, prefix, 10, start_row=None, stored=stored, run_id="bench")
     assert len(window["items"]) == 10
     return time.perf_counter() - began
@@ -168,17 +169,17 @@ def replay_rows(rows: int, concurrency: int, output_dir: str, prefix: str) -> di
     from airflow.providers.http.hooks.http import HttpHook
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    from include.painting_simulator import replay
-    from include.painting_simulator.blob_cache import BlobCache, default_cache_dir
-    from include.painting_simulator.window import BlobReader
+    from include.painting_simulator.blob_rows import BlobRows
+    from include.painting_simulator.replay import sender, shard
+    from include.painting_simulator.row_cache import RowCache, default_cache_dir
 
-    reader = BlobReader(WasbHook(wasb_conn_id=CONN_BLOB), CONTAINER, CONN_BLOB,
-                        BlobCache(default_cache_dir()))  # fmt: skip
-    endpoint = replay.endpoint_from_hook(HttpHook(http_conn_id=CONN_MODEL), 30, 3)
+    reader = BlobRows(WasbHook(wasb_conn_id=CONN_BLOB), CONTAINER, CONN_BLOB,
+                      RowCache(default_cache_dir()))  # fmt: skip
+    endpoint = sender.endpoint_from_hook(HttpHook(http_conn_id=CONN_MODEL), 30, 3)
     spec = {"shard": 0, "shards": 1, "start_row": 0, "rows": rows}
     run_id = f"bench__{time.time_ns()}"
-    return replay.run_shard(reader, prefix, spec, endpoint, concurrency=concurrency, rate=0,
-                            output_dir=output_dir, run_id=run_id)  # fmt: skip
+    return shard.run_shard(reader, prefix, spec, endpoint, concurrency=concurrency, rate=0,
+                           output_dir=output_dir, run_id=run_id)  # fmt: skip
 
 
 def wrk(url: str, concurrency: int, seconds: int, workdir: Path) -> float:

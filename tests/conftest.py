@@ -40,12 +40,11 @@ for name in list(os.environ):  # a developer's own settings must not leak into t
     if name.startswith(("AIRFLOW_VAR_PAINTING_", "AIRFLOW_CONN_PAINTING_", "PAINTING_")):
         del os.environ[name]
 
+from include.painting_simulator.settings import ANOMALY, ERROR, NORMAL  # noqa: E402
 from scripts import local_services  # noqa: E402  (needs the environment above)
 
 # The Azure SDK logs every request and response at INFO: keep test output readable.
 logging.getLogger("azure").setLevel(logging.WARNING)
-
-ANOMALY, NORMAL, ERROR = "anomaly", "normal", "error"
 
 
 @pytest.fixture(scope="session")
@@ -170,18 +169,16 @@ class Simulator:
         return run
 
     def ledger(self, kind: str) -> list[dict[str, Any]]:
-        """The row records of one ledger (failure records are left out: see failures())."""
-        from include.painting_simulator.ledger import LEDGER_FILES, is_row_record
+        """Every line of one row ledger (row records only: failure records have their own)."""
+        from include.painting_simulator.settings import LEDGER_FILES
 
-        return [r for r in read_jsonl(self.output_dir / LEDGER_FILES[kind]) if is_row_record(r)]
+        return read_jsonl(self.output_dir / LEDGER_FILES[kind])
 
     def failures(self) -> list[dict[str, Any]]:
-        """The failure records (a failed run: run, task, cause) in the error ledger."""
-        from include.painting_simulator.ledger import LEDGER_FILES, is_row_record
+        """The failure records (a failed run: run, task, cause) in their own ledger."""
+        from include.painting_simulator.settings import RUN_FAILURES_LEDGER
 
-        return [
-            r for r in read_jsonl(self.output_dir / LEDGER_FILES[ERROR]) if not is_row_record(r)
-        ]
+        return read_jsonl(self.output_dir / RUN_FAILURES_LEDGER)
 
     def ledgers(self) -> dict[str, list[dict[str, Any]]]:
         return {kind: self.ledger(kind) for kind in (ANOMALY, NORMAL, ERROR)}

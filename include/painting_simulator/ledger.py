@@ -1,8 +1,10 @@
-"""The three JSON-lines ledgers and their exactly-once append.
+"""JSON-lines ledger files in one directory, with exactly-once appends under a file lock.
 
-Every row of every window lands in exactly one ledger: ``painting_issue_logs.jsonl``
-(anomalies), ``painting_normal_logs.jsonl`` or ``painting_errors.jsonl``. A record is keyed by
-``(run_id, source.blob, source.row)``.
+The mechanics of the JSON-lines results store (:mod:`results` decides what goes where). Every
+row of every window lands in exactly one row ledger: ``painting_issue_logs.jsonl``
+(anomalies), ``painting_normal_logs.jsonl`` or ``painting_errors.jsonl``. A row record is keyed
+by ``(run_id, source.blob, source.row)``; a failure record, in ``painting_run_failures.jsonl``,
+by ``(run_id, task_id, try_number)``.
 
 Airflow retries tasks, and a worker can die between writing a ledger and reporting success, so
 an append must be idempotent: :meth:`Ledgers.append_once` writes only the records whose key is
@@ -12,9 +14,8 @@ retry scans only from there. The receipt is written *before* the lines, so a cra
 costs a short scan, never a duplicate. All of this happens under an exclusive file lock, so
 several workers sharing the output directory (a mounted volume) cannot interleave lines.
 
-The error ledger also holds *failure records* (``"record_type": "run_failure"``: a run failed;
-see :mod:`alerts`); row records have no ``record_type``. Readers that count rows skip them
-(:func:`is_row_record`).
+Row ledgers hold row records only. Ledgers written by earlier versions may still hold failure
+records in ``painting_errors.jsonl`` (``"record_type": "run_failure"``): the key scan skips them.
 """
 
 from __future__ import annotations
@@ -24,47 +25,22 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
+from include.painting_simulator.records import is_row_record
 from include.painting_simulator.settings import (
-    ANOMALY_LEDGER,
-    ERROR_LEDGER,
-    NORMAL_LEDGER,
-    SERVICE_NAME,
+    LEDGER_FILES,
+    REPLAY_SUMMARY_FILE,
+    RUN_FAILURES_LEDGER,
 )
 
-# ``record_type`` of a failure record in the error ledger (row records have no record_type).
-RUN_FAILURE = "run_failure"
-LEDGER_FILES = {"anomaly": ANOMALY_LEDGER, "normal": NORMAL_LEDGER, "error": ERROR_LEDGER}
+# What makes a failure record or a replay summary unique in its file.
+FAILURE_KEY = ("run_id", "task_id", "try_number")
+SUMMARY_KEY = ("run_id",)
 RECEIPTS_FILE = ".painting_ledger_receipts.json"
 LOCK_FILE = ".painting_ledger.lock"
 # Receipts are only needed while a run can still be retried; keep the most recent ones.
 MAX_RECEIPTS = 2000
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def make_record(
-    result: dict[str, Any], run_id: str, logged_at: str | None = None
-) -> dict[str, Any]:
-    """The ledger record for one row's result (see the README's "Results" section)."""
-    record: dict[str, Any] = {
-        "timestamp": logged_at or utc_now(),
-        "service_name": SERVICE_NAME,
-        "run_id": run_id,
-        "source": {"blob": result["source"]["blob"], "row": result["source"]["row"]},
-    }
-    if result["kind"] == "anomaly":
-        record["prediction"] = result["prediction"]
-    elif result["kind"] == "error":
-        record["error"] = result["error"]
-        if result.get("status") is not None:
-            record["status"] = result["status"]
-    record["original_data"] = result["original_data"]
-    return record
 
 
 def _key(record: dict[str, Any]) -> tuple[str, int]:
@@ -78,7 +54,13 @@ class Ledgers:
         self.output_dir = output_dir
 
     def path(self, kind: str) -> str:
+        """The row ledger of ``kind`` (anomaly, normal, error)."""
         return os.path.join(self.output_dir, LEDGER_FILES[kind])
+
+    @property
+    def failures_path(self) -> str:
+        """The ledger of failure records."""
+        return os.path.join(self.output_dir, RUN_FAILURES_LEDGER)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -126,8 +108,8 @@ class Ledgers:
                             record = json.loads(line)
                         except ValueError:
                             continue
-                        # Failure records (record_type) share the error ledger: not rows.
-                        if record.get("run_id") == run_id and "record_type" not in record:
+                        # An earlier version's failure record in the error ledger: not a row.
+                        if record.get("run_id") == run_id and is_row_record(record):
                             keys.add(_key(record))
             except FileNotFoundError:
                 continue
@@ -198,27 +180,35 @@ class Ledgers:
             return len(fresh)
 
     def append_failure(self, record: dict[str, Any]) -> bool:
-        """Append a failure record (see :mod:`alerts`) unless one with the same run, task and try
-        is already in the error ledger; True if written.
+        """Append a failure record (see :mod:`failures`) unless one with the same run, task and
+        try is already in the failure ledger; True if written."""
+        return self._append_unique(self.failures_path, record, FAILURE_KEY)
 
-        Scans the whole error ledger: failures are rare, and a run's receipt may not exist.
+    @property
+    def summaries_path(self) -> str:
+        """The file of replay summaries."""
+        return os.path.join(self.output_dir, REPLAY_SUMMARY_FILE)
+
+    def append_summary(self, summary: dict[str, Any]) -> bool:
+        """Append a replay's summary unless its run already has one (a retried final task)."""
+        return self._append_unique(self.summaries_path, summary, SUMMARY_KEY)
+
+    def _append_unique(self, path: str, record: dict[str, Any], key: tuple[str, ...]) -> bool:
+        """Append ``record`` unless a line with the same ``key`` fields is in ``path``.
+
+        Scans the whole file: failures and summaries are few, and the file holds nothing else.
         """
-        path = self.path("error")
-        key = _failure_key(record)
+        wanted = tuple(record.get(name) for name in key)
         with self._locked():
             self._trim_torn_tail(path)
             try:
                 with open(path, "rb") as fh:
                     for line in fh:
-                        if RUN_FAILURE.encode() not in line:
-                            continue  # cheap skip of row records
                         try:
                             existing = json.loads(line)
                         except ValueError:
                             continue
-                        if existing.get("record_type") == RUN_FAILURE and (
-                            _failure_key(existing) == key
-                        ):
+                        if tuple(existing.get(name) for name in key) == wanted:
                             return False
             except FileNotFoundError:
                 pass
@@ -227,49 +217,3 @@ class Ledgers:
                 fh.flush()
                 os.fsync(fh.fileno())
             return True
-
-
-def _failure_key(record: dict[str, Any]) -> tuple[Any, Any, Any]:
-    return record.get("run_id"), record.get("task_id"), record.get("try_number")
-
-
-def is_row_record(record: dict[str, Any]) -> bool:
-    """True for a row's record; False for a failure record (``record_type`` set)."""
-    return "record_type" not in record
-
-
-def record_results(
-    ledgers: Ledgers, kind: str, run_id: str, results: Iterable[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], int]:
-    """Write the results of one kind to their ledger; return (records, how many were new)."""
-    logged_at = utc_now()
-    records = [make_record(r, run_id, logged_at) for r in results if r["kind"] == kind]
-    return records, ledgers.append_once(kind, run_id, records)
-
-
-def describe_anomaly(record: dict[str, Any]) -> str:
-    """One readable task-log line per anomaly: machine, time, issue, and where the row came from."""
-    prediction = record.get("prediction") or {}
-    data = record.get("original_data") or {}
-    return (
-        f"ANOMALY {prediction.get('issue', '?')} machine={data.get('machineId', '?')} "
-        f"time={data.get('timeStamp', '?')} thick={data.get('thick')} "
-        f"voltage={data.get('voltage')} current={data.get('current')} temper={data.get('temper')} "
-        f"({record['source']['blob']} row {record['source']['row']})"
-    )
-
-
-def describe_error(record: dict[str, Any]) -> str:
-    """One readable task-log line per error record."""
-    status = f" status={record['status']}" if "status" in record else ""
-    return (
-        f"ERROR {record['source']['blob']} row {record['source']['row']}{status}: {record['error']}"
-    )
-
-
-def describe_failure(record: dict[str, Any]) -> str:
-    """One readable log line per failure record."""
-    return (
-        f"RUN FAILED {record['run_id']} task {record['task_id']} "
-        f"(try {record['try_number']}): {record['error']}"
-    )

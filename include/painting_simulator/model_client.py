@@ -1,4 +1,6 @@
-"""Talk to the defect-detection model service: retries, and what each answer means.
+"""Talk to the defect-detection model service: what each answer means, retries, the transport.
+
+The contract this relies on: ``docs/model-service-contract.md``.
 
 The HTTP transport is injected (the DAG passes a function built on Airflow's ``HttpHook``), so
 the rules here are plain Python and unit-tested without a network:
@@ -24,9 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-ANOMALY = "anomaly"
-NORMAL = "normal"
-ERROR = "error"
+from include.painting_simulator.records import Item, Result, Source, sent_result, unsent_result
+from include.painting_simulator.settings import ANOMALY, ERROR, NORMAL
 
 # Longest wait honoured from a Retry-After header, so one answer cannot stall a window.
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -189,30 +190,7 @@ def send_with_retries(
         sleep(step)
 
 
-def unmapped_result(item: dict[str, Any]) -> dict[str, Any]:
-    """The error result of an item that could not be mapped to a request body (not sent)."""
-    return {"source": item["source"], "kind": ERROR, "original_data": item.get("raw"),
-            "error": item["error"]}  # fmt: skip
-
-
-def row_result(source: dict[str, Any], body: dict[str, Any], call: CallResult) -> dict[str, Any]:
-    """The result of a sent row: its source, kind, body, attempts and prediction or error."""
-    result: dict[str, Any] = {
-        "source": source,
-        "kind": call.outcome.kind,
-        "original_data": body,
-        "attempts": call.attempts,
-    }
-    if call.outcome.kind == ANOMALY:
-        result["prediction"] = call.outcome.prediction
-    if call.outcome.kind == ERROR:
-        result["error"] = call.outcome.error
-        if call.outcome.status is not None:
-            result["status"] = call.outcome.status
-    return result
-
-
-def unreachable(call: CallResult, source: dict[str, Any], then: str) -> ModelServiceUnreachable:
+def unreachable(call: CallResult, source: Source, then: str) -> ModelServiceUnreachable:
     """The error that fails a task whose first sent row got no answer at all (``then``: what
     happens next, e.g. "the window will be sent again")."""
     return ModelServiceUnreachable(
@@ -222,13 +200,13 @@ def unreachable(call: CallResult, source: dict[str, Any], then: str) -> ModelSer
 
 
 def call_window(
-    items: Iterable[dict[str, Any]],
+    items: Iterable[Item],
     post: Callable[[dict[str, Any]], HttpAnswer],
     *,
     attempts: int = 3,
     backoff_seconds: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[dict[str, Any]]:
+) -> list[Result]:
     """Send every mappable item of a window and return one result per item, in order.
 
     ``items`` come from the pull step: ``{"source": ..., "body": ...}`` for a mapped row or
@@ -238,11 +216,11 @@ def call_window(
     of the window was answered: the service is down, so the whole window is left to the task's
     retry rather than recorded as errors (the position does not move).
     """
-    results: list[dict[str, Any]] = []
+    results: list[Result] = []
     any_answered = False
     for item in items:
         if "body" not in item:
-            results.append(unmapped_result(item))
+            results.append(unsent_result(item))
             continue
         call = send_with_retries(
             post, item["body"], attempts=attempts, backoff_seconds=backoff_seconds, sleep=sleep
@@ -250,7 +228,7 @@ def call_window(
         if not call.reached and not any_answered:
             raise unreachable(call, item["source"], "the window will be sent again")
         any_answered = any_answered or call.reached
-        results.append(row_result(item["source"], item["body"], call))
+        results.append(sent_result(item["source"], item["body"], call))
     return results
 
 

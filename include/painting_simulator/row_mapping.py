@@ -1,4 +1,4 @@
-"""Turn one CSV row of process data into the model service's request body.
+"""Turn the entries of a window into items: a request body per CSV row, or the error of the row.
 
 The mapping is the original simulator's, field for field::
 
@@ -9,27 +9,32 @@ The mapping is the original simulator's, field for field::
 
 Other columns are ignored. A row that cannot be mapped (a required value missing, empty, not a
 finite number, or longer than ``MAX_VALUE_CHARS``) raises :class:`RowMappingError` naming the
-column, so the caller can record it instead of sending it.
+column; :func:`to_items` turns that, and the error entries of :mod:`csv_format`, into error
+items (``records.Item`` with ``raw`` and ``error``) that are recorded instead of sent.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from include.painting_simulator import csv_format
+from include.painting_simulator.records import Item
 
 MACHINE_ID_PREFIX = "PAINT-"
 
 # Request field <- CSV column, for the four process values sent as floats.
 NUMERIC_FIELDS: dict[str, str] = {
-    "thick": "Thick",
-    "voltage": "PT_jo_V_1",
-    "current": "PT_jo_A_Main_1",
-    "temper": "PT_jo_TP",
+    "thick": csv_format.THICKNESS,
+    "voltage": csv_format.VOLTAGE,
+    "current": csv_format.CURRENT,
+    "temper": csv_format.TEMPERATURE,
 }
-REQUIRED_COLUMNS: tuple[str, ...] = ("machineId", "timeStamp", *NUMERIC_FIELDS.values())
 # No real reading needs more; a longer value (a broken export, a 1 MB cell) is not sent.
 MAX_VALUE_CHARS = 1000
+# Raw values longer than this are cut in error items (a 1 MB cell must not reach a ledger).
+SHOWN_VALUE_CHARS = 200
 
 
 class RowMappingError(ValueError):
@@ -39,12 +44,6 @@ class RowMappingError(ValueError):
         super().__init__(f"column {column!r}: {reason}")
         self.column = column
         self.reason = reason
-
-
-def missing_columns(header: list[str] | tuple[str, ...]) -> list[str]:
-    """Required columns absent from a CSV header, in the order they are required."""
-    present = set(header)
-    return [column for column in REQUIRED_COLUMNS if column not in present]
 
 
 def _text(row: Mapping[str, Any], column: str, strip: bool = True) -> str:
@@ -76,11 +75,46 @@ def _number(row: Mapping[str, Any], column: str) -> float:
 def to_request_body(row: Mapping[str, Any]) -> dict[str, Any]:
     """Map a CSV row (column -> text) to the ``POST /predict/`` body, or raise RowMappingError."""
     body: dict[str, Any] = {
-        "machineId": MACHINE_ID_PREFIX + _text(row, "machineId"),
-        "timeStamp": _text(row, "timeStamp", strip=False),  # as written: the service parses it
+        "machineId": MACHINE_ID_PREFIX + _text(row, csv_format.MACHINE_ID),
+        # as written: the service parses it
+        "timeStamp": _text(row, csv_format.TIMESTAMP, strip=False),
     }
     for field, column in NUMERIC_FIELDS.items():
         body[field] = _number(row, column)
     body["issue"] = ""
     body["isSolved"] = False
     return body
+
+
+def _raw(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The CSV row as recorded with its error: reserved keys dropped, long values cut."""
+    raw = {
+        column: value[:SHOWN_VALUE_CHARS] + f"… ({len(value)} characters)"
+        if isinstance(value, str) and len(value) > SHOWN_VALUE_CHARS
+        else value
+        for column, value in entry.items()
+        if column not in csv_format.RESERVED_KEYS
+    }
+    return raw or None
+
+
+def to_item(blob: str, row: int, entry: Mapping[str, Any]) -> Item:
+    """The item of one entry of :func:`csv_format.parse_csv`: its request body, or the error of a
+    row that could not be read (an error entry) or mapped, naming blob, row and column."""
+    source = {"blob": blob, "row": row}
+    unreadable = csv_format.row_error(entry)
+    if unreadable is not None:
+        reason, whole_file = unreadable
+        where = (
+            f"blob {blob!r} (whole file, not read)" if whole_file else f"blob {blob!r} row {row}"
+        )
+        return {"source": source, "raw": _raw(entry), "error": f"{where}: {reason}"}
+    try:
+        return {"source": source, "body": to_request_body(entry)}
+    except RowMappingError as exc:
+        return {"source": source, "raw": _raw(entry), "error": f"blob {blob!r} row {row}: {exc}"}
+
+
+def to_items(rows: Iterable[tuple[str, int, Mapping[str, Any]]]) -> list[Item]:
+    """One item per ``(blob, row, entry)`` of a window, in order."""
+    return [to_item(blob, row, entry) for blob, row, entry in rows]

@@ -1,4 +1,4 @@
-"""Which rows a run sends: the sequence of all CSV rows and the stored position in it.
+"""Which rows a run sends: the sequence of all CSV rows, and the stored position in it.
 
 All ``.csv`` blobs under the prefix, sorted by name, form one sequence. A position is
 ``(blob name, 0-based data row in that blob)``, not a global row number, so that a blob added
@@ -9,6 +9,10 @@ sequence is shorter than the batch, the window is the whole sequence.
 
 Rows are loaded through a callback (``load(blob) -> rows or None if the blob is gone``) so the
 arithmetic is independent of storage and unit-tested on lists.
+
+The simulator stores its position in the Variable ``painting_position`` (only its
+``advance_position`` task writes it): ``{blob, row, etag, last_modified, run_id, window_start}``,
+see :func:`stored_position` and :func:`resume_from`.
 """
 
 from __future__ import annotations
@@ -138,3 +142,53 @@ def locate(names: Sequence[str], start_row: int, load: Loader) -> Position:
             return Position(name, offset)
         offset -= count
     raise AssertionError("unreachable: offset is below the total")
+
+
+# ---------------------------------------------------------------------------------------------
+# The stored position (Variable painting_position)
+
+
+def start_json(stored: dict[str, Any] | None, run_id: str) -> dict[str, Any] | None:
+    """The stored JSON this run starts from: the window start when this run stored it."""
+    if stored and stored.get("run_id") == run_id:
+        return stored.get("window_start")
+    return stored
+
+
+def resume_from(stored: dict[str, Any] | None, run_id: str) -> Position | None:
+    """Where this run starts, from the stored ``painting_position``.
+
+    The position records which run advanced it and where that run's window started: if this
+    run is the one that advanced it (it is being re-run after a clear), it sends the same
+    window again rather than the next one.
+    """
+    return Position.from_json(start_json(stored, run_id))
+
+
+def versioned(position: Position, version: dict[str, str] | None) -> dict[str, Any]:
+    """The position's JSON plus the version (``{"etag", "last_modified"}``) of its blob as this
+    run read it, if known.
+
+    Extra keys: ``Position.from_json`` ignores them, and a position stored without them (by an
+    older version) simply skips the change check.
+    """
+    return {**position.to_json(), **(version or {})}
+
+
+def version_change(start: dict[str, Any] | None, current: dict[str, Any] | None) -> str | None:
+    """A message if the blob of a stored position was overwritten since it was stored."""
+    if not start or not current or not start.get("etag"):
+        return None
+    if start["etag"] == current.get("etag"):
+        return None
+    return (
+        f"blob {start['blob']!r} was overwritten since the position was stored "
+        f"(ETag {start['etag']} -> {current.get('etag')}, last modified "
+        f"{start.get('last_modified')} -> {current.get('last_modified')}); the sequence goes on "
+        f"by position: row {start.get('row', 0)} of its new content"
+    )
+
+
+def stored_position(window: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """What ``advance_position`` stores once the window is recorded (see :func:`resume_from`)."""
+    return {**window["next_position"], "run_id": run_id, "window_start": window["window_start"]}

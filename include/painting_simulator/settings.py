@@ -1,7 +1,8 @@
-"""Names and defaults shared by the DAGs, the local stack and the tests.
+"""Every name of the package, defined once: DAG ids, connection ids, Variables, result kinds, files.
 
-One name per concept: the connection ids, Variable names and ledger file names below are the
-ones the README documents and the UI shows.
+The DAGs, the dashboard plugin, the local stack and the tests import these names; the docs
+(``docs/`` and the README's configuration table) spell them the same way. The run's settings
+(:class:`RunConfig`) are read from the Variables named here, at run time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,22 @@ from datetime import timedelta
 from typing import Any
 
 SERVICE_NAME = "painting-process-equipment"
+
+# DAG ids.
+SIMULATOR_DAG_ID = "painting_simulator"
+REPLAY_DAG_ID = "painting_replay"
+STORAGE_CHECK_DAG_ID = "check_azure_storage_connection"
+MODEL_CHECK_DAG_ID = "check_model_service_connection"
+
+# What a row ends as: the three result kinds, in the order reports list them.
+ANOMALY = "anomaly"
+NORMAL = "normal"
+ERROR = "error"
+KINDS = (ANOMALY, NORMAL, ERROR)
+# ``record_type`` of a failure record (why a run failed); row records have no record_type.
+RUN_FAILURE = "run_failure"
+# What the replay writes once per run (its load-test figures).
+REPLAY_SUMMARY = "replay_summary"
 
 # Airflow connections (defined by the operator; nothing about them is hard-coded in a DAG).
 BLOB_CONN_ID = "painting_blob_storage"
@@ -38,10 +55,16 @@ DEFAULT_REQUEST_ATTEMPTS = 3
 
 PREDICT_ENDPOINT = "/predict/"
 
-# Ledgers (JSON lines) in the output directory.
+# Results files (JSON lines) in the output directory: one row ledger per kind, row records only;
+# failure records and replay reports have files of their own.
 ANOMALY_LEDGER = "painting_issue_logs.jsonl"
 NORMAL_LEDGER = "painting_normal_logs.jsonl"
 ERROR_LEDGER = "painting_errors.jsonl"
+LEDGER_FILES = {ANOMALY: ANOMALY_LEDGER, NORMAL: NORMAL_LEDGER, ERROR: ERROR_LEDGER}
+RUN_FAILURES_LEDGER = "painting_run_failures.jsonl"
+REPLAY_SUMMARY_FILE = "painting_replay_summary.jsonl"
+# The Asset the anomaly ledger is declared as (the simulator's log_anomalies task updates it).
+ANOMALY_LEDGER_ASSET_NAME = "painting_issue_logs"
 
 # Read at DAG-parse time: the schedule cannot come from a Variable without a DB query per parse.
 ENV_INTERVAL_MINUTES = "PAINTING_INTERVAL_MINUTES"
@@ -75,6 +98,15 @@ def default_output_dir(environ: Mapping[str, str] = os.environ) -> str:
     """``$AIRFLOW_HOME/painting_logs`` (Airflow's own default home is ``~/airflow``)."""
     home = environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
     return os.path.join(home, DEFAULT_OUTPUT_SUBDIR)
+
+
+def output_dir(get: Callable[[str], Any], environ: Mapping[str, str] = os.environ) -> str:
+    """Where results are written: the Variable ``painting_output_dir``, else the default.
+
+    The one resolver: the DAG tasks, the failure callbacks and the dashboard all call it, each
+    passing its own way of reading a Variable.
+    """
+    return get(VAR_OUTPUT_DIR) or default_output_dir(environ)
 
 
 def _parse(name: str, raw: Any, kind: type, default: Any, minimum: float) -> Any:
@@ -111,7 +143,7 @@ class RunConfig:
             container=get(VAR_CONTAINER) or DEFAULT_CONTAINER,
             prefix=get(VAR_PREFIX) or DEFAULT_PREFIX,
             batch_size=_parse(VAR_BATCH_SIZE, get(VAR_BATCH_SIZE), int, DEFAULT_BATCH_SIZE, 1),
-            output_dir=get(VAR_OUTPUT_DIR) or default_output_dir(environ),
+            output_dir=output_dir(get, environ),
             request_timeout=_parse(
                 VAR_REQUEST_TIMEOUT,
                 get(VAR_REQUEST_TIMEOUT),

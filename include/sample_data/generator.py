@@ -19,6 +19,8 @@ import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from include.painting_simulator import csv_format
+
 COLUMNS: tuple[str, ...] = (
     "machineId",
     "timeStamp",
@@ -30,14 +32,8 @@ COLUMNS: tuple[str, ...] = (
     "LineSpeed",  # extra
     "Operator",  # extra
 )
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "machineId",
-    "timeStamp",
-    "Thick",
-    "PT_jo_V_1",
-    "PT_jo_A_Main_1",
-    "PT_jo_TP",
-)
+# The columns the simulator requires, from the CSV format itself (one home).
+REQUIRED_COLUMNS = csv_format.REQUIRED_COLUMNS
 
 DEFAULT_ROWS = 3000
 DEFAULT_SEED = 7

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from include.painting_simulator import connection_checks as checks
+from include.painting_simulator.checks import sensor_base
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = {
@@ -52,12 +52,16 @@ def test_poke_interval_and_timeout_are_params_in_the_trigger_form(dagbag, dag_id
     dag = dagbag.dags[dag_id]
     sensor = dag.get_task(CHECKS[dag_id][0])
     for param, field, default in [
-        (checks.PARAM_POKE_INTERVAL, "poke_interval", checks.DEFAULT_POKE_INTERVAL_SECONDS),
-        (checks.PARAM_TIMEOUT, "timeout", checks.DEFAULT_TIMEOUT_SECONDS),
+        (
+            sensor_base.PARAM_POKE_INTERVAL,
+            "poke_interval",
+            sensor_base.DEFAULT_POKE_INTERVAL_SECONDS,
+        ),
+        (sensor_base.PARAM_TIMEOUT, "timeout", sensor_base.DEFAULT_TIMEOUT_SECONDS),
     ]:
         spec = dag.params.get_param(param)
         assert spec.value == default
         assert "(seconds)" in spec.schema["title"]
         assert spec.schema["type"] == "integer"
         assert field in sensor.template_fields
-        assert getattr(sensor, field) == checks.param_template(param)
+        assert getattr(sensor, field) == sensor_base.param_template(param)

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from include.painting_simulator.ledger import LEDGER_FILES
 from include.painting_simulator.row_mapping import to_request_body
+from include.painting_simulator.settings import LEDGER_FILES
 from scripts import distributed_stack as stack_processes
 from scripts import local_services, run_local
 from scripts.local_services import ServiceProcess, free_port

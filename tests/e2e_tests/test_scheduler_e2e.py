@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from include.painting_simulator.ledger import LEDGER_FILES
+from include.painting_simulator.settings import LEDGER_FILES
 from scripts import local_services
 from tests.e2e_tests.airflow_api import DAG_ID, AirflowApi
 

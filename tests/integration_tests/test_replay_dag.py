@@ -52,19 +52,19 @@ def run_shard(simulator: Any, tmp_path: Path, rows: int, **options: Any) -> dict
     from airflow.providers.http.hooks.http import HttpHook
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    from include.painting_simulator import replay
-    from include.painting_simulator.blob_cache import BlobCache
-    from include.painting_simulator.window import BlobReader
+    from include.painting_simulator.blob_rows import BlobRows
+    from include.painting_simulator.replay import sender, shard
+    from include.painting_simulator.row_cache import RowCache
 
-    reader = BlobReader(
+    reader = BlobRows(
         WasbHook(wasb_conn_id="painting_blob_storage"),
         simulator.container,
         "painting_blob_storage",
-        BlobCache(str(tmp_path / "cache")),
+        RowCache(str(tmp_path / "cache")),
     )
-    endpoint = replay.endpoint_from_hook(HttpHook(http_conn_id="painting_model_service"), 5, 1)
+    endpoint = sender.endpoint_from_hook(HttpHook(http_conn_id="painting_model_service"), 5, 1)
     spec = {"shard": 0, "shards": 1, "start_row": 0, "rows": rows}
-    return replay.run_shard(
+    return shard.run_shard(
         reader, PREFIX, spec, endpoint, output_dir=str(simulator.output_dir), **options
     )
 
@@ -153,7 +153,8 @@ def test_a_retried_shard_resumes_and_records_the_interrupted_chunk_once(simulato
     """A worker dying mid-shard cannot be produced on demand: its traces are made by hand (the
     progress file rolled back to an earlier chunk, as if the task died after writing the ledger
     lines of the next one). Everything else is real: Azurite, the model service, the ledgers."""
-    from include.painting_simulator import replay
+    from include.painting_simulator.replay import figures
+    from include.painting_simulator.replay.shard import Progress
 
     simulator.upload({"a.csv": generated_csv(60)})
     options = {"concurrency": 3, "rate": 0}
@@ -163,9 +164,9 @@ def test_a_retried_shard_resumes_and_records_the_interrupted_chunk_once(simulato
 
     # First attempt, then roll its progress back to "20 rows recorded".
     shard(chunk_rows=10)
-    progress = replay.Progress(str(simulator.output_dir), "manual__retry", 0)
+    progress = Progress(str(simulator.output_dir), "manual__retry", 0)
     complete = progress.load()
-    progress.save(replay.Tally(rows=20))
+    progress.save(figures.Tally(rows=20))
 
     second = shard(chunk_rows=10)
 

@@ -7,8 +7,8 @@ recorded. (test_simulator_dag.py covers the same faults on a fresh simulator: a 
 missing container before any progress, no CSV under the prefix, a blob deleted between runs.)
 
 Two faults must happen *inside* pull_window, between listing the blobs and reading one; no
-storage can be told to do that on demand, so those tests wrap ``blob_source.blob_version`` and
-``blob_source.download_blob`` (the row cache's properties request and the download; dag.test()
+storage can be told to do that on demand, so those tests wrap ``blob_storage.blob_version`` and
+``blob_storage.download_blob`` (the row cache's properties request and the download; dag.test()
 runs tasks in this process) to stop Azurite or delete the blob right before the real request.
 The request itself and the failure it meets are real.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from include.painting_simulator import blob_source
+from include.painting_simulator import blob_storage
 from scripts import local_services
 from scripts.local_services import AZURITE_KEY
 from tests.conftest import AzuriteHandle
@@ -65,7 +65,7 @@ def before_each_download(
         return read
 
     for name in ("blob_version", "download_blob"):
-        monkeypatch.setattr(blob_source, name, wrap(getattr(blob_source, name)))
+        monkeypatch.setattr(blob_storage, name, wrap(getattr(blob_storage, name)))
     return seen
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of the three JSON-lines ledgers: record shape and the exactly-once append."""
+"""Unit tests of the JSON-lines ledgers: record shape and the exactly-once append."""
 
 from __future__ import annotations
 
@@ -11,15 +11,9 @@ from typing import Any
 import pytest
 
 from include.painting_simulator import ledger
-from include.painting_simulator.ledger import (
-    LEDGER_FILES,
-    RECEIPTS_FILE,
-    Ledgers,
-    describe_anomaly,
-    describe_error,
-    make_record,
-    record_results,
-)
+from include.painting_simulator.ledger import RECEIPTS_FILE, Ledgers
+from include.painting_simulator.records import describe_anomaly, describe_error, row_record
+from include.painting_simulator.settings import LEDGER_FILES
 from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
 
 KINDS = ("anomaly", "normal", "error")
@@ -46,7 +40,7 @@ def result(kind: str, blob: str = "a.csv", row: int = 0, **extra: Any) -> dict[s
 
 
 def records(kind: str, run_id: str, rows: range | list[int], blob: str = "a.csv") -> list[dict]:
-    return [make_record(result(kind, blob, row), run_id, LOGGED_AT) for row in rows]
+    return [row_record(result(kind, blob, row), run_id, LOGGED_AT) for row in rows]
 
 
 def read(path: Path) -> list[dict[str, Any]]:
@@ -66,11 +60,11 @@ def ledger_keys(out: Path) -> dict[str, list[tuple[str, str, int]]]:
     }
 
 
-# --- make_record ---------------------------------------------------------------------------
+# --- row_record ---------------------------------------------------------------------------
 
 
 def test_anomaly_record_has_the_original_simulators_fields_plus_run_and_source() -> None:
-    record = make_record(result("anomaly", "b.csv", 7), RUN, LOGGED_AT)
+    record = row_record(result("anomaly", "b.csv", 7), RUN, LOGGED_AT)
     assert record == {
         "timestamp": LOGGED_AT,
         "service_name": "painting-process-equipment",
@@ -82,12 +76,12 @@ def test_anomaly_record_has_the_original_simulators_fields_plus_run_and_source()
 
 
 def test_normal_record_has_no_prediction_error_or_status() -> None:
-    record = make_record(result("normal"), RUN, LOGGED_AT)
+    record = row_record(result("normal"), RUN, LOGGED_AT)
     assert set(record) == {"timestamp", "service_name", "run_id", "source", "original_data"}
 
 
 def test_error_record_has_error_and_status() -> None:
-    record = make_record(result("error", "c.csv", 3), RUN, LOGGED_AT)
+    record = row_record(result("error", "c.csv", 3), RUN, LOGGED_AT)
     assert record["error"] == "model service rejected the row (422): [...]"
     assert record["status"] == 422
     assert record["source"] == {"blob": "c.csv", "row": 3}
@@ -96,7 +90,7 @@ def test_error_record_has_error_and_status() -> None:
 
 def test_error_record_without_a_status_has_no_status_key() -> None:
     unreachable = result("error", status=None, error="model service unreachable: refused")
-    record = make_record(unreachable, RUN, LOGGED_AT)
+    record = row_record(unreachable, RUN, LOGGED_AT)
     assert "status" not in record
     assert record["error"] == "model service unreachable: refused"
 
@@ -109,7 +103,7 @@ def test_error_record_of_an_unmappable_row_keeps_the_raw_csv_row() -> None:
         "original_data": raw,
         "error": "column 'Thick': 'abc' is not a number",
     }
-    record = make_record(unmappable, RUN, LOGGED_AT)
+    record = row_record(unmappable, RUN, LOGGED_AT)
     assert record["original_data"] == raw
     assert "status" not in record
 
@@ -117,13 +111,13 @@ def test_error_record_of_an_unmappable_row_keeps_the_raw_csv_row() -> None:
 def test_record_does_not_carry_the_attempt_count_or_extra_source_keys() -> None:
     noisy = result("normal")
     noisy["source"]["extra"] = "x"
-    record = make_record(noisy, RUN, LOGGED_AT)
+    record = row_record(noisy, RUN, LOGGED_AT)
     assert "attempts" not in record
     assert record["source"] == {"blob": "a.csv", "row": 0}
 
 
 def test_timestamp_defaults_to_now_in_utc_with_milliseconds() -> None:
-    stamp = make_record(result("normal"), RUN)["timestamp"]
+    stamp = row_record(result("normal"), RUN)["timestamp"]
     # e.g. 2026-01-01T00:01:02.345Z
     assert len(stamp) == 24
     assert stamp[10] == "T"
@@ -151,7 +145,7 @@ def test_ledger_file_names_are_the_documented_ones(tmp_path: Path) -> None:
 
 def test_non_ascii_text_is_written_as_is(tmp_path: Path) -> None:
     ledgers = Ledgers(str(tmp_path))
-    record = make_record(result("error", error="모델 서비스 오류"), RUN, LOGGED_AT)
+    record = row_record(result("error", error="모델 서비스 오류"), RUN, LOGGED_AT)
     ledgers.append_once("error", RUN, [record])
     assert "모델 서비스 오류" in Path(ledgers.path("error")).read_text(encoding="utf-8")
 
@@ -168,7 +162,7 @@ def test_the_same_run_and_keys_again_writes_nothing(tmp_path: Path) -> None:
     ledgers.append_once("normal", RUN, batch)
     size = Path(ledgers.path("normal")).stat().st_size
     # A task retry: same records, a later logged_at.
-    retry = [make_record(result("normal", row=i), RUN) for i in range(3)]
+    retry = [row_record(result("normal", row=i), RUN) for i in range(3)]
     assert ledgers.append_once("normal", RUN, retry) == 0
     assert Path(ledgers.path("normal")).stat().st_size == size
 
@@ -370,44 +364,11 @@ def test_concurrent_appends_from_several_processes_are_whole_and_exactly_once(
             assert padding == padding[0] * 3000
 
 
-# --- record_results ------------------------------------------------------------------------
-
-
-def test_record_results_writes_only_the_given_kind(tmp_path: Path) -> None:
-    ledgers = Ledgers(str(tmp_path))
-    results = [result("normal", row=0), result("anomaly", row=1), result("normal", row=2)]
-    written, new = record_results(ledgers, "normal", RUN, results)
-    assert new == 2
-    assert [r["source"]["row"] for r in written] == [0, 2]
-    assert ledger_keys(tmp_path) == {
-        "anomaly": [],
-        "normal": [(RUN, "a.csv", 0), (RUN, "a.csv", 2)],
-        "error": [],
-    }
-
-
-def test_record_results_returns_the_records_even_when_already_written(tmp_path: Path) -> None:
-    ledgers = Ledgers(str(tmp_path))
-    results = [result("anomaly", row=0)]
-    record_results(ledgers, "anomaly", RUN, results)
-    written, new = record_results(ledgers, "anomaly", RUN, results)
-    assert new == 0
-    assert written[0]["prediction"] == PREDICTION
-    assert len(read(tmp_path / LEDGER_FILES["anomaly"])) == 1
-
-
-def test_record_results_without_that_kind_writes_nothing(tmp_path: Path) -> None:
-    ledgers = Ledgers(str(tmp_path))
-    written, new = record_results(ledgers, "error", RUN, [result("normal")])
-    assert (written, new) == ([], 0)
-    assert not (tmp_path / LEDGER_FILES["error"]).exists()
-
-
 # --- describe_* ----------------------------------------------------------------------------
 
 
 def test_describe_anomaly_names_issue_machine_time_values_and_source() -> None:
-    record = make_record(result("anomaly", "2025-07.csv", 12), RUN, LOGGED_AT)
+    record = row_record(result("anomaly", "2025-07.csv", 12), RUN, LOGGED_AT)
     text = describe_anomaly(record)
     assert "PAINT-EQ-VOL-HIGH" in text
     assert "machine=PAINT-12" in text
@@ -417,7 +378,7 @@ def test_describe_anomaly_names_issue_machine_time_values_and_source() -> None:
 
 
 def test_describe_error_names_source_status_and_cause() -> None:
-    record = make_record(result("error", "2025-07.csv", 12), RUN, LOGGED_AT)
+    record = row_record(result("error", "2025-07.csv", 12), RUN, LOGGED_AT)
     text = describe_error(record)
     assert "2025-07.csv row 12" in text
     assert "status=422" in text
@@ -425,5 +386,24 @@ def test_describe_error_names_source_status_and_cause() -> None:
 
 
 def test_describe_error_without_status_omits_it() -> None:
-    record = make_record(result("error", status=None, error="unreachable"), RUN, LOGGED_AT)
+    record = row_record(result("error", status=None, error="unreachable"), RUN, LOGGED_AT)
     assert "status=" not in describe_error(record)
+
+
+def test_a_failure_record_left_in_the_error_ledger_by_an_earlier_version_is_not_a_row(
+    tmp_path: Path,
+) -> None:
+    """Earlier versions wrote failure records into painting_errors.jsonl: a retry still finds
+    the run's rows (and only them), and the old line stays where it is."""
+    ledgers = Ledgers(str(tmp_path))
+    assert ledgers.append_once("error", RUN, records("error", RUN, [0])) == 1
+    legacy = {"record_type": "run_failure", "timestamp": LOGGED_AT, "run_id": RUN,
+              "task_id": "call_model_service", "try_number": 1, "error": "x"}  # fmt: skip
+    with open(tmp_path / LEDGER_FILES["error"], "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(legacy) + "\n")
+    assert ledgers.append_once("error", RUN, records("error", RUN, [0, 1])) == 1
+    assert [r.get("record_type") for r in read(tmp_path / LEDGER_FILES["error"])] == [
+        None,
+        "run_failure",
+        None,
+    ]

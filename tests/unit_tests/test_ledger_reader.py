@@ -1,6 +1,6 @@
 """Unit tests of the dashboard's ledger reading: newest-first pages and the incremental index.
 
-Ledgers are written with the real writer (:func:`ledger.make_record`, :class:`ledger.Ledgers`)
+Ledgers are written with the real writer (:func:`records.row_record`, :class:`ledger.Ledgers`)
 wherever the shape matters, so the reader is tested against what the DAG really writes.
 """
 
@@ -13,10 +13,8 @@ from typing import Any
 
 import pytest
 
-from include.painting_simulator import ledger_reader
-from include.painting_simulator.alerts import failure_record
-from include.painting_simulator.ledger import LEDGER_FILES, Ledgers, make_record
-from include.painting_simulator.ledger_reader import (
+from include.painting_simulator.dashboard import ledger_reader
+from include.painting_simulator.dashboard.ledger_reader import (
     LedgerIndex,
     LedgerSet,
     bucket_minutes,
@@ -24,6 +22,10 @@ from include.painting_simulator.ledger_reader import (
     minute_of,
     newest_records,
 )
+from include.painting_simulator.ledger import Ledgers
+from include.painting_simulator.records import failure_record
+from include.painting_simulator.records import row_record as make_record
+from include.painting_simulator.settings import LEDGER_FILES, RUN_FAILURES_LEDGER
 from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
 
 RUN = "scheduled__2026-01-01T00:00:00+00:00"
@@ -219,6 +221,24 @@ def test_failure_records_are_counted_as_run_failures_not_as_error_rows(tmp_path:
     assert summary["totals"]["error"] == 1
     assert summary["run_failures"] == 1
     assert summary["skipped_lines"] == 0
+    assert (tmp_path / RUN_FAILURES_LEDGER).exists()
+
+
+def test_a_failure_record_an_earlier_version_left_in_the_error_ledger_is_a_run_failure(
+    tmp_path: Path,
+):
+    failure = failure_record(
+        dag_id="painting_simulator", run_id="manual__old", task_id="pull_window",
+        try_number=1, cause="storage unreachable", logged_at="2026-01-01T10:00:09.000Z",
+    )  # fmt: skip
+    write_lines(tmp_path / LEDGER_FILES["error"], [failure])
+    assert Ledgers(str(tmp_path)).append_failure({**failure, "run_id": "manual__new"})
+    start = minute_of("2026-01-01T10:00:00Z")
+    summary = LedgerSet(str(tmp_path)).summary(start, start + 60)
+
+    assert summary["counts"]["error"] == 0
+    assert summary["totals"]["error"] == 0
+    assert summary["run_failures"] == 2
 
 
 def test_ledger_set_summary_counts_rates_timeline_and_breakdowns(tmp_path: Path):

@@ -14,10 +14,7 @@ import pytest
 
 from include.painting_simulator import model_client
 from include.painting_simulator.model_client import (
-    ANOMALY,
-    ERROR,
     MAX_RETRY_AFTER_SECONDS,
-    NORMAL,
     HttpAnswer,
     ModelServiceUnreachable,
     TransportError,
@@ -25,6 +22,7 @@ from include.painting_simulator.model_client import (
     classify,
     send_with_retries,
 )
+from include.painting_simulator.settings import ANOMALY, ERROR, NORMAL
 from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
 
 

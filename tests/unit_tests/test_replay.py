@@ -8,18 +8,21 @@ import re
 
 import pytest
 
-from include.painting_simulator import replay
+from include.painting_simulator import settings
+from include.painting_simulator.records import error_cause
+from include.painting_simulator.replay import figures, plan, summary
+from include.painting_simulator.results import open_results
 
 
 def test_shards_split_the_range_contiguously_and_evenly():
-    specs = replay.plan_shards(total=1000, start_row=100, rows=10, shards=3)
+    specs = plan.plan_shards(total=1000, start_row=100, rows=10, shards=3)
     assert [(s["start_row"], s["rows"]) for s in specs] == [(100, 4), (104, 3), (107, 3)]
     assert {s["shards"] for s in specs} == {3}
     assert [s["shard"] for s in specs] == [0, 1, 2]
 
 
 def test_without_rows_the_range_runs_to_the_end_and_shards_never_outnumber_rows():
-    specs = replay.plan_shards(total=5, start_row=3, rows=None, shards=8)
+    specs = plan.plan_shards(total=5, start_row=3, rows=None, shards=8)
     assert [(s["start_row"], s["rows"]) for s in specs] == [(3, 1), (4, 1)]
 
 
@@ -33,35 +36,35 @@ def test_without_rows_the_range_runs_to_the_end_and_shards_never_outnumber_rows(
 )
 def test_a_range_outside_the_sequence_is_refused(start_row, rows, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        replay.plan_shards(total=20, start_row=start_row, rows=rows, shards=1)
+        plan.plan_shards(total=20, start_row=start_row, rows=rows, shards=1)
 
 
 def test_latency_percentiles_are_within_one_percent_and_histograms_merge():
     rng = random.Random(3)
     samples = [rng.lognormvariate(-6, 1) for _ in range(20000)]
-    first, second = replay.LatencyHistogram(), replay.LatencyHistogram()
+    first, second = figures.LatencyHistogram(), figures.LatencyHistogram()
     for i, seconds in enumerate(samples):
         (first if i % 2 else second).add(seconds)
-    first.merge(replay.LatencyHistogram.from_json(json.loads(json.dumps(second.to_json()))))
+    first.merge(figures.LatencyHistogram.from_json(json.loads(json.dumps(second.to_json()))))
     ordered = sorted(samples)
     for q in (50, 95, 99):
         exact = ordered[int(len(ordered) * q / 100) - 1]
         assert first.percentile(q) == pytest.approx(exact, rel=0.011)
     assert first.maximum == max(samples)
     assert first.percentile(100) == max(samples)
-    assert replay.LatencyHistogram().percentile(50) == 0.0
+    assert figures.LatencyHistogram().percentile(50) == 0.0
 
 
 def test_errors_are_grouped_by_cause():
-    assert replay.error_cause({"status": 422, "attempts": 1}) == "HTTP 422"
-    assert replay.error_cause({"error": "column 'Thick' is empty"}) == "row cannot be mapped"
-    assert replay.error_cause({"attempts": 3, "error": "unreachable"}) == (
+    assert error_cause({"status": 422, "attempts": 1}) == "HTTP 422"
+    assert error_cause({"error": "column 'Thick' is empty"}) == "row cannot be mapped"
+    assert error_cause({"attempts": 3, "error": "unreachable"}) == (
         "no answer (connection error or timeout)"
     )
 
 
 def shard_summary(shard: int, start: float, rows: int, anomalies: int, latency: float) -> dict:
-    tally = replay.Tally(started_at=start, seconds=1.0)
+    tally = figures.Tally(started_at=start, seconds=1.0)
     for i in range(rows):
         kind = "anomaly" if i < anomalies else "normal"
         tally.add({"kind": kind, "latency": latency})
@@ -72,31 +75,32 @@ def shard_summary(shard: int, start: float, rows: int, anomalies: int, latency: 
         "shard": shard,
         "start_row": shard * 100,
         "throughput_rows_per_second": tally.rows,
-        "latency_ms": replay.latency_ms(tally.latency),
+        "latency_ms": figures.latency_ms(tally.latency),
     }
 
 
 def test_the_summary_adds_up_the_shards_over_wall_clock_time(tmp_path):
     shards = [shard_summary(1, 1000.5, 99, 9, 0.004), shard_summary(0, 1000.0, 99, 1, 0.002)]
     params = {"start_row": 0, "concurrency": 8, "rate": 0, "shards": 2}
-    summary = replay.combine(shards, "manual__r1", params, "http://model:8001/predict/")
+    merged = summary.combine(shards, "manual__r1", params, "http://model:8001/predict/")
 
-    assert summary["rows"] == 200
-    assert summary["outcomes"] == {"anomaly": 10, "normal": 188, "error": 2}
-    assert summary["errors_by_cause"] == {"HTTP 422": 2}
-    assert summary["elapsed_seconds"] == 1.5  # the shards overlapped: 1000.0 -> 1001.5
-    assert summary["throughput_rows_per_second"] == pytest.approx(133.3, abs=0.1)
-    assert summary["latency_ms"]["max"] == 4.0
-    assert 1.9 < summary["latency_ms"]["p50"] <= 4.0
-    assert [s["shard"] for s in summary["per_shard"]] == [0, 1]
+    assert merged["rows"] == 200
+    assert merged["outcomes"] == {"anomaly": 10, "normal": 188, "error": 2}
+    assert merged["errors_by_cause"] == {"HTTP 422": 2}
+    assert merged["elapsed_seconds"] == 1.5  # the shards overlapped: 1000.0 -> 1001.5
+    assert merged["throughput_rows_per_second"] == pytest.approx(133.3, abs=0.1)
+    assert merged["latency_ms"]["max"] == 4.0
+    assert 1.9 < merged["latency_ms"]["p50"] <= 4.0
+    assert [s["shard"] for s in merged["per_shard"]] == [0, 1]
 
-    table = replay.format_summary(summary)
+    table = summary.format_summary(merged)
     assert "2 shard(s), concurrency 8, rate unlimited" in table
     assert "anomaly           10    5.0 %" in table
     assert "HTTP 422" in table
 
-    path = replay.write_summary(str(tmp_path), summary)
-    replay.write_summary(str(tmp_path), summary)  # the final task retried: still one line
-    with open(path, encoding="utf-8") as fh:
+    writer = open_results(str(tmp_path))
+    writer.write_summary(merged)
+    writer.write_summary(merged)  # the final task retried: still one line
+    with open(tmp_path / settings.REPLAY_SUMMARY_FILE, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
     assert [json.loads(line)["run_id"] for line in lines] == ["manual__r1"]

@@ -6,12 +6,8 @@ from typing import Any
 
 import pytest
 
-from include.painting_simulator.row_mapping import (
-    REQUIRED_COLUMNS,
-    RowMappingError,
-    missing_columns,
-    to_request_body,
-)
+from include.painting_simulator.csv_format import REQUIRED_COLUMNS, missing_columns
+from include.painting_simulator.row_mapping import RowMappingError, to_request_body
 from tests.unit_tests.contract_examples import BODY_FIELDS
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from include.painting_simulator.sequence import NoRowsError, Position
-from include.painting_simulator.window import map_rows, read_window, resume_from, stored_position
+from include.painting_simulator.row_mapping import to_items
+from include.painting_simulator.sequence import NoRowsError, Position, resume_from, stored_position
+from include.painting_simulator.window import read_window
 
 
 def row(machine: str = "1", **overrides: str) -> dict[str, str]:
@@ -23,10 +24,11 @@ def row(machine: str = "1", **overrides: str) -> dict[str, str]:
 
 
 class ListReader:
-    """Blobs as lists of rows, with the interface of BlobReader (the real one is exercised by
+    """Blobs as lists of rows, with the interface of BlobRows (the real one is exercised by
     the integration tests against Azurite)."""
 
     container = "simulator-data"
+    versions: dict[str, dict[str, str]] = {}  # noqa: RUF012 (read only)
 
     def __init__(self, blobs: dict[str, list[dict[str, str]]]) -> None:
         self.blobs = blobs
@@ -39,6 +41,9 @@ class ListReader:
 
     def load(self, name: str) -> list[dict[str, str]] | None:
         return self.blobs.get(name)
+
+    def version(self, name: str) -> dict[str, str] | None:
+        return self.versions.get(name)
 
 
 BLOBS = {"p/a.csv": [row("1"), row("2"), row("3")], "p/b.csv": [row("4"), row("5")]}
@@ -86,7 +91,7 @@ def test_resume_from_ignores_a_position_advanced_by_another_run() -> None:
 
 
 def test_rows_are_mapped_and_unmappable_ones_name_blob_row_and_column() -> None:
-    items = map_rows([("p/a.csv", 0, row("7")), ("p/a.csv", 1, row("8", PT_jo_TP="hot"))])
+    items = to_items([("p/a.csv", 0, row("7")), ("p/a.csv", 1, row("8", PT_jo_TP="hot"))])
     assert items[0]["body"]["machineId"] == "PAINT-7"
     assert "body" not in items[1]
     assert items[1]["raw"]["PT_jo_TP"] == "hot"
@@ -99,12 +104,12 @@ def test_no_blob_under_the_prefix_raises() -> None:
 
 
 def test_error_entries_of_the_parser_become_errors_naming_blob_row_and_cause() -> None:
-    from include.painting_simulator.blob_source import file_error, parse_csv
+    from include.painting_simulator.csv_format import file_error, parse_csv
 
     bad_row = parse_csv(
         b"machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_A_Main_1,PT_jo_TP\n1,t,1,2,3,4,5\n"
     )
-    items = map_rows([("p/a.csv", 3, bad_row[0]), ("p/b.csv", 0, file_error("not text"))])
+    items = to_items([("p/a.csv", 3, bad_row[0]), ("p/b.csv", 0, file_error("not text"))])
     assert items[0]["error"] == (
         "blob 'p/a.csv' row 3: 7 values where the header has 6 columns "
         "(an unquoted ',' in a value?)"
@@ -119,14 +124,14 @@ def test_error_entries_of_the_parser_become_errors_naming_blob_row_and_cause() -
 
 
 def test_a_huge_value_is_refused_and_cut_short_in_the_error_record() -> None:
-    (item,) = map_rows([("p/a.csv", 0, row("7" * 1_000_000))])
+    (item,) = to_items([("p/a.csv", 0, row("7" * 1_000_000))])
     assert "column 'machineId': value is 1000000 characters long" in item["error"]
     assert item["raw"]["machineId"].endswith("… (1000000 characters)")
     assert len(item["raw"]["machineId"]) < 300
 
 
 class VersionedReader(ListReader):
-    """A ListReader whose blobs have ETags, as BlobReader records them on download."""
+    """A ListReader whose blobs have ETags, as BlobRows records them on download."""
 
     def __init__(self, blobs: dict[str, list[dict[str, str]]], etags: dict[str, str]) -> None:
         super().__init__(blobs)

@@ -47,8 +47,8 @@ def test_a_failed_run_leaves_exactly_one_failure_record_naming_run_task_and_caus
     # The same line is in the task log (dag.test() runs the callback in the test process).
     out = task_output(caplog, capfd)
     assert f"RUN FAILED {failed.run_id} task call_model_service (try 4): " in out
-    # Nothing of the storage secret in the output of the failed run nor in the error ledger.
-    errors_text = (simulator.output_dir / "painting_errors.jsonl").read_text()
+    # Nothing of the storage secret in the output of the failed run nor in the failure ledger.
+    errors_text = (simulator.output_dir / "painting_run_failures.jsonl").read_text()
     conn = simulator.azurite.connection_string
     assert secret_hits(out + errors_text, account_key, conn) == {}
     assert account_key in conn

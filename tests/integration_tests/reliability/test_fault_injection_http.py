@@ -55,7 +55,7 @@ def test_every_fault_kind_reaches_the_client_as_intended(
 
     call = post_once(service, monkeypatch)
 
-    assert call.outcome.kind == model_client.ERROR
+    assert call.outcome.kind == settings.ERROR
     assert call.outcome.status == status
     assert cause in call.outcome.error
     assert call.reached is (status is not None)  # slow and drop: no answer at all
@@ -92,7 +92,7 @@ def test_a_503_carries_retry_after_and_a_drop_sends_not_a_single_byte(start_mode
 def test_without_fault_options_the_service_keeps_its_contract(model_service, monkeypatch):
     call = post_once(model_service, monkeypatch)
 
-    assert call.outcome.kind == model_client.NORMAL  # the contract example is a normal row
+    assert call.outcome.kind == settings.NORMAL  # the contract example is a normal row
     with pytest.raises(urllib.error.HTTPError) as answer:
         fault_stats(model_service)
     assert answer.value.code == 404  # no /faults endpoint when fault injection is off

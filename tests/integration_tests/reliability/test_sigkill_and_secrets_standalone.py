@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from include.painting_simulator.ledger import LEDGER_FILES, is_row_record
+from include.painting_simulator.records import is_row_record
+from include.painting_simulator.settings import LEDGER_FILES, RUN_FAILURES_LEDGER
 from scripts import local_services
 from tests.e2e_tests.test_scheduler_e2e import DAG_ID, HOST, Standalone
 from tests.integration_tests.reliability.conftest import secret_hits
@@ -156,7 +157,8 @@ def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_l
     assert not any("record_type" in json.loads(line) for line in (
         (output_dir / LEDGER_FILES["error"]).read_text().splitlines()
         if (output_dir / LEDGER_FILES["error"]).exists() else []
-    )), "no failure record: both runs succeeded"  # fmt: skip
+    )), "row ledgers hold row records only"  # fmt: skip
+    assert not (output_dir / RUN_FAILURES_LEDGER).exists(), "no failure record: both runs succeeded"
 
     # No secret in any log file of the run (task logs of every try, scheduler, dag-processor).
     assert any("call_model_service" in str(p) for p in log_files), log_files

@@ -1,6 +1,8 @@
-"""Failure records: why a run failed, in the error ledger and the task log, in one line.
+"""Failure records from Airflow's failure callbacks: why a run failed, in one line.
 
-Two Airflow callbacks of the simulator DAG call this module (the DAG file holds only the wiring):
+The record goes to ``painting_run_failures.jsonl`` (through :mod:`results`) and to the failed
+task's log. Two Airflow callbacks of the simulator DAG call this module (the DAG file holds
+only the wiring):
 
 * :func:`record_task_failure`, the tasks' ``on_failure_callback``. Airflow calls it in the task's
   own process when a task fails for good (after its retries; ``on_retry_callback`` is for the
@@ -13,14 +15,13 @@ Two Airflow callbacks of the simulator DAG call this module (the DAG file holds 
   heartbeat, or when the run timed out. So every failed run leaves a record, and a run that
   failed in the usual way leaves exactly one.
 
-A failure record is told apart from the row records of the same ledger by
-``"record_type": "run_failure"`` (row records have no ``record_type`` and keep their shape)::
+The record (:class:`records.FailureRecord`) keeps ``"record_type": "run_failure"``::
 
     {"record_type": "run_failure", "timestamp": ..., "service_name": ..., "dag_id": ...,
      "run_id": ..., "task_id": "call_model_service", "try_number": 4,
      "error": "ModelServiceUnreachable: model service unreachable: ..."}
 
-Writes are exactly-once per (run, task, try): :meth:`ledger.Ledgers.append_failure`.
+Writes are exactly-once per (run, task, try): :meth:`results.ResultsWriter.write_failure`.
 """
 
 from __future__ import annotations
@@ -30,12 +31,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from include.painting_simulator import settings
-from include.painting_simulator.ledger import (
-    RUN_FAILURE,
-    Ledgers,
-    describe_failure,
-    utc_now,
-)
+from include.painting_simulator.records import FailureRecord, describe_failure, failure_record
+from include.painting_simulator.results import open_results
 
 log = logging.getLogger("painting_simulator")
 
@@ -48,38 +45,12 @@ KILLED_CAUSE = (
 GetVariable = Callable[[str], Any]
 
 
-def output_dir(get_variable: GetVariable) -> str:
-    """The ledgers' directory: the Variable ``painting_output_dir`` or its default."""
-    return get_variable(settings.VAR_OUTPUT_DIR) or settings.default_output_dir()
-
-
 def describe_exception(exc: BaseException | None) -> str:
     if exc is None:
         return KILLED_CAUSE
     message = str(exc).strip()
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text[:MAX_CAUSE_CHARS]
-
-
-def failure_record(
-    *,
-    dag_id: str | None,
-    run_id: str,
-    task_id: str | None,
-    try_number: int | None,
-    cause: str,
-    logged_at: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "record_type": RUN_FAILURE,
-        "timestamp": logged_at or utc_now(),
-        "service_name": settings.SERVICE_NAME,
-        "dag_id": dag_id,
-        "run_id": run_id,
-        "task_id": task_id,
-        "try_number": try_number,
-        "error": cause,
-    }
 
 
 def _run_id(context: Mapping[str, Any]) -> str:
@@ -97,7 +68,9 @@ def _dag_id(context: Mapping[str, Any]) -> str | None:
     return getattr(ti, "dag_id", None)
 
 
-def record_task_failure(context: Mapping[str, Any], get_variable: GetVariable) -> dict | None:
+def record_task_failure(
+    context: Mapping[str, Any], get_variable: GetVariable
+) -> FailureRecord | None:
     """``on_failure_callback`` of a task: record and log why it failed; the record or None."""
     ti = context["ti"]
     record = failure_record(
@@ -110,7 +83,9 @@ def record_task_failure(context: Mapping[str, Any], get_variable: GetVariable) -
     return _write(record, get_variable)
 
 
-def record_run_failure(context: Mapping[str, Any], get_variable: GetVariable) -> dict | None:
+def record_run_failure(
+    context: Mapping[str, Any], get_variable: GetVariable
+) -> FailureRecord | None:
     """``on_failure_callback`` of the DAG: a record only if the failed task wrote none."""
     ti = context.get("ti")
     reason = context.get("reason") or "task_failure"
@@ -130,9 +105,9 @@ def record_run_failure(context: Mapping[str, Any], get_variable: GetVariable) ->
     return _write(record, get_variable)
 
 
-def _write(record: dict[str, Any], get_variable: GetVariable) -> dict | None:
-    ledgers = Ledgers(output_dir(get_variable))
-    if not ledgers.append_failure(record):
+def _write(record: FailureRecord, get_variable: GetVariable) -> FailureRecord | None:
+    results = open_results(settings.output_dir(get_variable))
+    if not results.write_failure(record):
         log.info(
             "run %s: failure of %s (try %s) already recorded",
             record["run_id"],
@@ -140,5 +115,5 @@ def _write(record: dict[str, Any], get_variable: GetVariable) -> dict | None:
             record["try_number"],
         )
         return None
-    log.error("%s (in %s)", describe_failure(record), ledgers.path("error"))
+    log.error("%s (in %s)", describe_failure(record), results.describe(settings.RUN_FAILURE))
     return record

@@ -1,7 +1,7 @@
 """Read the ledgers for the anomaly dashboard: newest records first, and counts per minute.
 
-The ledgers only grow (one JSON line per row, appended by :mod:`ledger`), and after months of
-simulation they hold millions of lines. Two ways of reading keep the dashboard fast on them:
+The ledgers only grow (one JSON line per row, appended through the results writer), and after
+months of simulation they hold millions of lines. Two ways of reading keep the dashboard fast:
 
 * :func:`newest_records` reads a ledger **from its end**, block by block, and stops as soon as
   it has the page it was asked for: the cost depends on the page, not on the file.
@@ -11,9 +11,11 @@ simulation they hold millions of lines. Two ways of reading keep the dashboard f
   Minutes more than 8 days before the newest record are folded into hours, so the index of
   years of ledger stays small.
 
-Lines are read defensively: other record types may appear (failure records, replays) and future
-fields are ignored; a line that is not a JSON object with a ``timestamp`` is counted as skipped,
-never fatal. A torn last line (a writer still appending) is left for the next refresh.
+Run failures are counted from their own ledger (``painting_run_failures.jsonl``); a failure
+record that an earlier version left in ``painting_errors.jsonl`` is counted as a run failure
+too, never as an error row. Lines are read defensively: future fields are ignored; a line that
+is not a JSON object with a ``timestamp`` is counted as skipped, never fatal. A torn last line
+(a writer still appending) is left for the next refresh.
 
 No Airflow here: the dashboard plugin resolves the output directory and calls this module.
 """
@@ -31,9 +33,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any
 
-from include.painting_simulator.ledger import LEDGER_FILES
+from include.painting_simulator.settings import KINDS, LEDGER_FILES, RUN_FAILURES_LEDGER
 
-KINDS = tuple(LEDGER_FILES)  # ("anomaly", "normal", "error")
 # Counts are kept per minute for the 8 days before the newest record, per hour before that.
 MINUTE_DETAIL = 8 * 24 * 60
 BLOCK_SIZE = 1 << 16
@@ -357,7 +358,8 @@ def bucket_minutes(span_minutes: int) -> int:
 
 
 class LedgerSet:
-    """The three ledgers of one output directory, indexed for the dashboard (thread-safe).
+    """The three row ledgers and the failure ledger of one output directory, indexed for the
+    dashboard (thread-safe).
 
     The first pass over big ledgers takes seconds (about 8 s per million lines), so it runs in
     a background thread: until it is done, :meth:`ready` says how far it got and requests are
@@ -369,6 +371,7 @@ class LedgerSet:
         self.indexes = {
             kind: LedgerIndex(os.path.join(output_dir, name)) for kind, name in LEDGER_FILES.items()
         }
+        self.failures = LedgerIndex(os.path.join(output_dir, RUN_FAILURES_LEDGER))
         self._lock = threading.Lock()
         self._built = threading.Event()
         self._builder: threading.Thread | None = None
@@ -376,8 +379,11 @@ class LedgerSet:
 
     def refresh(self) -> None:
         with self._lock:
-            for index in self.indexes.values():
+            for index in self._all():
                 index.refresh()
+
+    def _all(self) -> list[LedgerIndex]:
+        return [*self.indexes.values(), self.failures]
 
     def _build(self) -> None:
         try:
@@ -403,7 +409,7 @@ class LedgerSet:
     def progress(self) -> float:
         """Share of the ledgers' bytes indexed so far (0..1)."""
         done = total = 0
-        for index in self.indexes.values():
+        for index in self._all():
             try:
                 size = os.path.getsize(index.path)
             except OSError:
@@ -452,7 +458,7 @@ class LedgerSet:
             by_machine = anomalies.breakdown("machines", start, end)
             totals = {kind: index.lines for kind, index in self.indexes.items()}
             skipped = sum(index.skipped for index in self.indexes.values())
-            run_failures = sum(index.run_failures for index in self.indexes.values())
+            run_failures = sum(index.run_failures for index in self._all())
             newest = max((i.newest for i in self.indexes.values() if i.newest), default=None)
         return {
             "indexing": None,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from include.painting_simulator.blob_source import decode, is_csv, parse_csv, row_error
+from include.painting_simulator.csv_format import decode, parse_csv, row_error
 
 HEADER = "machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_A_Main_1,PT_jo_TP"
 
@@ -53,14 +53,6 @@ def test_crlf_line_endings_and_blank_lines() -> None:
 @pytest.mark.parametrize("data", [b"", b"\n\n", f"{HEADER}\n".encode()])
 def test_an_empty_file_or_a_header_alone_has_no_rows(data: bytes) -> None:
     assert parse_csv(data) == []
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [("a.csv", True), ("dir/B.CSV", True), ("a.csv.bak", False), ("notes.txt", False)],
-)
-def test_only_csv_blobs_count(name: str, expected: bool) -> None:
-    assert is_csv(name) is expected
 
 
 # --- bad input: rows and files that cannot be read become error entries, never exceptions ----
@@ -190,21 +182,6 @@ def test_a_one_megabyte_value_is_read_not_refused_by_the_csv_module() -> None:
 def test_markup_in_a_value_is_kept_as_text() -> None:
     (row,) = parse_csv(f"{HEADER}\n<script>alert(1)</script>,t,1,2,3,4\n".encode())
     assert row["machineId"] == "<script>alert(1)</script>"
-
-
-def test_storage_errors_name_the_blob_and_container_and_mask_signatures() -> None:
-    from azure.core.exceptions import ServiceRequestError
-
-    from include.painting_simulator.blob_source import explain_storage_error
-
-    exc = ServiceRequestError("Max retries exceeded with url: /c/a.csv?sv=1&sig=SeCrEt%3D&se=2")
-    message = str(explain_storage_error(exc, "c", "painting_blob_storage", blob="p/a.csv"))
-    assert message.startswith(
-        "storage unreachable (connection 'painting_blob_storage') while reading blob 'p/a.csv' "
-        "in container 'c': ServiceRequestError"
-    )
-    assert "SeCrEt" not in message
-    assert "sig=***" in message
 
 
 def test_excels_sep_line_names_the_delimiter() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from include.painting_simulator import blob_cache
-from include.painting_simulator.blob_cache import BlobCache, CachedRows
+from include.painting_simulator import csv_format, row_cache
+from include.painting_simulator.row_cache import CachedRows, RowCache
 
 BLOB = "devstoreaccount1/simulator-data/painting-process-equipment/line.csv"
 
@@ -26,7 +26,7 @@ def rows(count: int, tag: str = "v1") -> list[dict]:
 
 
 def test_stored_rows_come_back_exactly_and_in_order(tmp_path):
-    cache = BlobCache(str(tmp_path))
+    cache = RowCache(str(tmp_path))
     expected = rows(1000)
     stored = cache.store(BLOB, '"0x1"', expected)
     reopened = cache.open(BLOB, '"0x1"')
@@ -41,7 +41,7 @@ def test_stored_rows_come_back_exactly_and_in_order(tmp_path):
 
 def test_slices_and_indexes_behave_like_a_list(tmp_path):
     expected = rows(600)
-    cached = BlobCache(str(tmp_path)).store(BLOB, "e", expected)
+    cached = RowCache(str(tmp_path)).store(BLOB, "e", expected)
     for piece in (
         slice(0, 10),
         slice(250, 260),
@@ -62,7 +62,7 @@ def test_slices_and_indexes_behave_like_a_list(tmp_path):
 
 def test_a_window_reads_only_its_lines(tmp_path):
     """Damage a line far from the window: the window still reads, that line does not."""
-    cache = BlobCache(str(tmp_path))
+    cache = RowCache(str(tmp_path))
     cached = cache.store(BLOB, "e", rows(2000))
     path = Path(cached.path)
     data = bytearray(path.read_bytes())
@@ -77,13 +77,13 @@ def test_a_window_reads_only_its_lines(tmp_path):
 
 
 def test_an_empty_blob_is_cached_as_no_rows(tmp_path):
-    cache = BlobCache(str(tmp_path))
+    cache = RowCache(str(tmp_path))
     assert len(cache.store(BLOB, "e", [])) == 0
     assert list(cache.open(BLOB, "e")) == []
 
 
 def test_a_new_etag_is_a_miss_and_its_build_replaces_the_old_version(tmp_path):
-    cache = BlobCache(str(tmp_path))
+    cache = RowCache(str(tmp_path))
     cache.store(BLOB, '"0x1"', rows(5, "v1"))
     assert cache.open(BLOB, '"0x2"') is None
     cache.store(BLOB, '"0x2"', rows(8, "v2"))
@@ -93,7 +93,7 @@ def test_a_new_etag_is_a_miss_and_its_build_replaces_the_old_version(tmp_path):
 
 
 def test_blobs_do_not_share_entries(tmp_path):
-    cache = BlobCache(str(tmp_path))
+    cache = RowCache(str(tmp_path))
     cache.store(BLOB, "e", rows(3, "a"))
     cache.store(BLOB + "2", "e", rows(4, "b"))
     assert len(cache.open(BLOB, "e")) == 3
@@ -102,7 +102,7 @@ def test_blobs_do_not_share_entries(tmp_path):
 
 def test_a_wiped_directory_is_a_miss_and_is_recreated(tmp_path):
     directory = tmp_path / "cache"
-    cache = BlobCache(str(directory))
+    cache = RowCache(str(directory))
     cache.store(BLOB, "e", rows(3))
     for path in directory.iterdir():
         path.unlink()
@@ -122,7 +122,7 @@ def test_a_wiped_directory_is_a_miss_and_is_recreated(tmp_path):
     ],
 )
 def test_a_partial_or_corrupt_file_is_a_miss_and_is_removed(tmp_path, damage):
-    cache = BlobCache(str(tmp_path))
+    cache = RowCache(str(tmp_path))
     path = Path(cache.store(BLOB, "e", rows(50)).path)
     path.write_bytes(damage(path.read_bytes()))
     assert cache.open(BLOB, "e") is None
@@ -131,7 +131,7 @@ def test_a_partial_or_corrupt_file_is_a_miss_and_is_removed(tmp_path, damage):
 
 
 def test_a_reader_keeps_its_version_while_a_builder_replaces_it(tmp_path):
-    cache = BlobCache(str(tmp_path))
+    cache = RowCache(str(tmp_path))
     old = cache.store(BLOB, "e", rows(300, "old"))
     cache.store(BLOB, "e", rows(10, "new"))  # same version key rebuilt (e.g. after a wipe)
     assert len(old) == 300
@@ -140,7 +140,7 @@ def test_a_reader_keeps_its_version_while_a_builder_replaces_it(tmp_path):
 
 
 def _build(directory: str, tag: str) -> None:
-    BlobCache(directory).store(BLOB, "e", rows(3000, tag))
+    RowCache(directory).store(BLOB, "e", rows(3000, tag))
 
 
 def test_concurrent_builders_leave_one_complete_file(tmp_path):
@@ -151,7 +151,7 @@ def test_concurrent_builders_leave_one_complete_file(tmp_path):
     for builder in builders:
         builder.join(60)
         assert builder.exitcode == 0
-    cached = BlobCache(str(tmp_path)).open(BLOB, "e")
+    cached = RowCache(str(tmp_path)).open(BLOB, "e")
     assert cached is not None
     assert len(cached) == 3000
     assert len({row.get("tag") for row in cached if "tag" in row}) == 1  # one builder's file
@@ -163,30 +163,48 @@ def test_a_failed_build_leaves_no_file(tmp_path):
         yield {"a": "1"}
         raise RuntimeError("parser failed")
 
-    cache = BlobCache(str(tmp_path))
+    cache = RowCache(str(tmp_path))
     with pytest.raises(RuntimeError):
         cache.store(BLOB, "e", broken())
     assert list(tmp_path.iterdir()) == []
 
 
 def test_the_cache_key_changes_with_the_code_that_parsed_the_rows(tmp_path, monkeypatch):
-    cache = BlobCache(str(tmp_path))
+    cache = RowCache(str(tmp_path))
     before = cache.path(BLOB, "e")
-    monkeypatch.setattr(blob_cache, "code_fingerprint", lambda: "another-parser")
+    monkeypatch.setattr(row_cache, "format_fingerprint", lambda: "another-parser")
     assert cache.path(BLOB, "e") != before
 
 
+def test_the_cache_key_is_the_csv_format_modules_code_only():
+    """Editing the dashboard or the replay must not throw away every worker's row cache: the key
+    hashes csv_format.py (which alone decides what a cached entry is) and nothing else."""
+    import hashlib
+    from pathlib import Path
+
+    source = Path(csv_format.__file__).read_bytes()
+    assert csv_format.format_fingerprint() == hashlib.sha256(source).hexdigest()[:16]
+
+
+def test_an_unwritable_cache_keeps_the_rows_in_memory(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    kept = RowCache(str(blocker / "cache")).keep(BLOB, "e", rows(3), size=10)
+    assert list(kept) == rows(3)
+    assert not isinstance(kept, CachedRows)
+
+
 def test_the_cache_dir_is_configurable_and_defaults_under_airflow_home():
-    assert blob_cache.default_cache_dir({"AIRFLOW_HOME": "/opt/af"}) == "/opt/af/painting_cache"
+    assert row_cache.default_cache_dir({"AIRFLOW_HOME": "/opt/af"}) == "/opt/af/painting_cache"
     environ = {"AIRFLOW_HOME": "/opt/af", "PAINTING_CACHE_DIR": "/var/cache/painting"}
-    assert blob_cache.default_cache_dir(environ) == "/var/cache/painting"
+    assert row_cache.default_cache_dir(environ) == "/var/cache/painting"
 
 
 def test_cached_rows_is_a_sequence_for_the_window_arithmetic(tmp_path):
     from include.painting_simulator import sequence
 
     expected = rows(30)
-    cached = BlobCache(str(tmp_path)).store(BLOB, "e", expected)
+    cached = RowCache(str(tmp_path)).store(BLOB, "e", expected)
     blobs = {"a.csv": cached, "b.csv": expected}
     window = sequence.take_window(list(blobs), sequence.Position("a.csv", 25), 10, blobs.get)
     assert [(blob, row) for blob, row, _ in window.rows][:6] == [

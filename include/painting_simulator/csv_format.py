@@ -1,9 +1,10 @@
-"""Read the simulator's CSV blobs from Azure Blob Storage through Airflow's ``WasbHook``.
+"""The CSV format of the process data: bytes of a blob -> one entry per data row.
 
-Only called from inside tasks: the Azure SDK is imported lazily so that parsing a DAG file stays
-cheap; CSV parsing uses the standard library's :mod:`csv`.
+No storage and no Airflow here: :mod:`blob_storage` fetches the bytes, this module reads them,
+:mod:`row_mapping` turns an entry into a request body. The row cache (:mod:`row_cache`) keys
+its files by this module's code (:func:`format_fingerprint`): a change here rebuilds them.
 
-**Which CSV files are accepted** (:func:`parse_csv`):
+**Which CSV files are accepted** (:func:`parse_csv`; the user-facing rules: ``docs/csv-input.md``):
 
 * Encoding, decided per line: UTF-8 (a byte-order mark at the start is dropped); a line that is
   not valid UTF-8 is read as CP949, the encoding of Korean Windows exports (so a file made of
@@ -11,8 +12,8 @@ cheap; CSV parsing uses the standard library's :mod:`csv`.
   entry for its row naming the column; a header that is neither makes the file unreadable.
 * The first non-blank line is the header. The delimiter is ``,``; a header that only has the
   required columns when split on ``;`` or a tab selects that delimiter instead, and so does
-  Excel's ``sep=;`` first line. Values keep the
-  text written in the file (quotes removed); converting numbers is :mod:`row_mapping`'s job.
+  Excel's ``sep=;`` first line. Values keep the text written in the file (quotes removed);
+  converting numbers is :mod:`row_mapping`'s job.
 * Blank lines and lines whose cells are all empty are not rows; rows are numbered from 0 in
   file order over the remaining lines. A row with more values than the header has columns is
   an error (which value is extra cannot be told); a shorter row has empty cells at its end.
@@ -32,15 +33,29 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
+import hashlib
 import io
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
-from include.painting_simulator.row_mapping import REQUIRED_COLUMNS
-
-if TYPE_CHECKING:
-    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+# The columns a header must have: the request body is made of them (see row_mapping).
+MACHINE_ID = "machineId"
+TIMESTAMP = "timeStamp"
+THICKNESS = "Thick"
+VOLTAGE = "PT_jo_V_1"
+CURRENT = "PT_jo_A_Main_1"
+TEMPERATURE = "PT_jo_TP"
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    MACHINE_ID,
+    TIMESTAMP,
+    THICKNESS,
+    VOLTAGE,
+    CURRENT,
+    TEMPERATURE,
+)
 
 # Reserved keys of an error entry in parse_csv's output (no real CSV header uses them).
 ERROR_KEY = "__error__"
@@ -53,64 +68,20 @@ FALLBACK_ENCODING = "cp949"
 SHOWN_CHARS = 80
 
 
-def is_csv(name: str) -> bool:
-    return name.lower().endswith(".csv")
+@functools.cache
+def format_fingerprint() -> str:
+    """A hash of this module's code: the row cache's key for "parsed by this version".
 
-
-def list_csv_blobs(hook: WasbHook, container: str, prefix: str) -> list[str]:
-    """Every ``.csv`` blob under ``prefix``, recursively (no virtual folders), sorted by name."""
-    names = hook.get_blobs_list_recursive(container_name=container, prefix=prefix or None)
-    return sorted(name for name in names if is_csv(name))
-
-
-def _is_blob_gone(exc: BaseException) -> bool:
-    """A 404 for the blob itself (deleted), not for its whole container."""
-    return getattr(exc, "error_code", None) != "ContainerNotFound"
-
-
-def _version(properties: Any) -> dict[str, str]:
-    modified = properties.last_modified
-    return {
-        "etag": str(properties.etag or ""),
-        "last_modified": modified.isoformat() if modified is not None else "",
-    }
-
-
-def download_blob(hook: WasbHook, container: str, blob: str) -> tuple[bytes, dict[str, str]] | None:
-    """The blob's bytes and version (``{"etag", "last_modified"}``), or ``None`` if it is gone.
-
-    The version is the download's own answer (the SDK pins further chunk requests to its ETag),
-    so bytes and version always belong together.
+    Only this module decides what an entry is, so only a change here makes cached entries stale;
+    editing any other module (the dashboard, the replay) keeps every worker's row cache.
     """
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        download = hook.download(container_name=container, blob_name=blob)
-        data = download.readall()
-    except ResourceNotFoundError as exc:
-        if not _is_blob_gone(exc):
-            raise  # not one blob gone: the whole container is
-        return None
-    return data, _version(download.properties)
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
-def blob_version(hook: WasbHook, container: str, blob: str) -> dict[str, str] | None:
-    """The blob's version from one properties request (no download), or ``None`` if it is gone."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    client = hook.blob_service_client.get_blob_client(container=container, blob=blob)
-    try:
-        return _version(client.get_blob_properties())
-    except ResourceNotFoundError as exc:
-        if not _is_blob_gone(exc):
-            raise
-        return None
-
-
-def read_blob(hook: WasbHook, container: str, blob: str) -> bytes | None:
-    """The blob's bytes, or ``None`` if it no longer exists."""
-    downloaded = download_blob(hook, container, blob)
-    return None if downloaded is None else downloaded[0]
+def missing_columns(header: list[str] | tuple[str, ...]) -> list[str]:
+    """Required columns absent from a CSV header, in the order they are required."""
+    present = set(header)
+    return [column for column in REQUIRED_COLUMNS if column not in present]
 
 
 def _decode_line(raw: bytes) -> str | None:
@@ -169,7 +140,7 @@ def file_error(reason: str) -> dict[str, Any]:
     return {ERROR_KEY: reason, FILE_ERROR_KEY: True}
 
 
-def row_error(entry: dict[str, Any]) -> tuple[str, bool] | None:
+def row_error(entry: Mapping[str, Any]) -> tuple[str, bool] | None:
     """``(reason, whole file?)`` if ``entry`` (from :func:`parse_csv`) is an error entry."""
     reason = entry.get(ERROR_KEY)
     if reason is None:
@@ -208,7 +179,7 @@ def _column_names(header: list[str]) -> tuple[list[str], str | None]:
     """Unique column names (like pandas: an empty name is ``Unnamed: i``, a repeated optional
     column gets ``.1``, ``.2``), or an error if a required column is missing or repeated."""
     names = [name.strip() or f"Unnamed: {i}" for i, name in enumerate(header)]
-    missing = [column for column in REQUIRED_COLUMNS if column not in names]
+    missing = missing_columns(names)
     if missing:
         listed = ", ".join(repr(column) for column in missing)
         return [], (
@@ -288,51 +259,3 @@ def _parse_lines(lines: list[str], undecodable: set[int]) -> list[dict[str, Any]
             values[ERROR_KEY] = f"{where}: neither UTF-8 nor CP949 text"
         entries.append(values)
     return entries
-
-
-class StorageError(RuntimeError):
-    """Storage could not be read; the message says why in words a user can act on."""
-
-
-# Secrets an SDK message could echo (a SAS signature in a URL, a key in a connection string).
-_SECRET = re.compile(r"(?i)\b(sig|accountkey|sharedaccesssignature|secret)=[^&;\s'\"]+")
-
-
-def _redacted(text: str) -> str:
-    return _SECRET.sub(lambda m: f"{m.group(1)}=***", text)
-
-
-def explain_storage_error(
-    exc: BaseException, container: str, conn_id: str, blob: str | None = None
-) -> StorageError:
-    """Turn an Azure SDK exception into a :class:`StorageError` naming the cause and where
-    (container, and the blob when one was being read).
-
-    Never includes credentials: the Azure messages name the account and the request, not the
-    key, and anything that looks like a signature or key is masked anyway.
-    """
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        HttpResponseError,
-        ResourceNotFoundError,
-        ServiceRequestError,
-    )
-
-    where = f"(connection {conn_id!r})"
-    target = f"blob {blob!r} in container {container!r}" if blob else f"container {container!r}"
-    if isinstance(exc, ServiceRequestError):
-        detail = _redacted(f"{type(exc).__name__}: {exc}")[:300]
-        return StorageError(f"storage unreachable {where} while reading {target}: {detail}")
-    status = getattr(exc, "status_code", None)
-    code = getattr(exc, "error_code", None) or status or "?"
-    if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
-        # 403 AuthenticationFailed / AuthorizationFailure: a wrong key signs requests wrongly.
-        return StorageError(
-            f"storage authentication failed {where} for {target}: check the account key, SAS "
-            f"token or permissions ({code})"
-        )
-    if isinstance(exc, ResourceNotFoundError):
-        return StorageError(f"container {container!r} not found {where}")
-    if isinstance(exc, HttpResponseError):
-        return StorageError(f"storage request on {target} failed {where}: {code}")
-    return StorageError(f"storage error on {target} {where}: {type(exc).__name__}")

@@ -1,15 +1,17 @@
-"""A worker-local cache of parsed CSV blobs, so that a tick reads only its window.
+"""A worker-local cache of parsed CSV blobs on disk, so that a tick reads only its window.
 
 Airflow tasks are short-lived processes: without a cache every tick would download and parse the
-whole blob again. Here the rows :func:`blob_source.parse_csv` returned are kept on local disk,
-keyed by the blob (account, container, name), its ETag and the code that parsed it. A tick asks
+whole blob again. Here the entries :func:`csv_format.parse_csv` returned are kept on local disk,
+keyed by the blob (account, container, name), its ETag and the CSV format's code
+(:func:`csv_format.format_fingerprint`: a change to any other module keeps the cache). A tick asks
 storage for the blob's properties (one request per blob it touches) and, if the ETag is the
 cached one, reads only the rows of its window. The first tick after a blob changes downloads and
 parses it once (the ETag is taken from that download's own answer, so a blob replaced between
 the two requests is never cached under the wrong ETag).
 
-Rows are stored opaquely, exactly as ``parse_csv`` returned them (JSON-serialisable dicts, reserved
-keys included): this module never parses CSV.
+:class:`blob_rows.BlobRows` decides when to read and when to build; this module only stores and
+reads. Rows are stored opaquely, exactly as ``parse_csv`` returned them (JSON-serialisable
+dicts, reserved keys included): this module never parses CSV.
 
 One file per blob version, ``<blob key>-<version key>.rows``::
 
@@ -28,7 +30,6 @@ own cache (``PAINTING_CACHE_DIR``, default ``$AIRFLOW_HOME/painting_cache``).
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
 import hashlib
 import itertools
@@ -39,9 +40,10 @@ import struct
 import sys
 import tempfile
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
+
+from include.painting_simulator.csv_format import format_fingerprint
 
 log = logging.getLogger("painting_simulator")
 
@@ -64,19 +66,6 @@ def default_cache_dir(environ: Any = os.environ) -> str:
         return configured
     home = environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
     return os.path.join(home, DEFAULT_CACHE_SUBDIR)
-
-
-@functools.cache
-def code_fingerprint() -> str:
-    """A hash of this package's code: a new version of the parser rebuilds every cached blob.
-
-    The whole package is hashed (not only ``parse_csv``) so that parsing may move between its
-    modules without leaving stale rows behind; a deployment pays one rebuild per blob.
-    """
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 class CacheFileInvalid(Exception):
@@ -159,18 +148,23 @@ class CachedRows(Sequence[Row]):
             yield from self[start : start + BLOCK_ROWS]
 
 
-class BlobCache:
+class RowCache:
     """Cached rows of blob versions in one local directory (created on first write)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
+
+    @staticmethod
+    def identity(account: str, container: str, blob: str) -> str:
+        """What names one blob in the cache: account, container and blob name."""
+        return f"{account}/{container}/{blob}"
 
     def _blob_key(self, identity: str) -> str:
         return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
     def path(self, identity: str, etag: str) -> str:
         """Where the rows of this version of the blob live (``identity`` names the blob)."""
-        version = hashlib.sha256(f"{etag}\0{code_fingerprint()}".encode()).hexdigest()[:16]
+        version = hashlib.sha256(f"{etag}\0{format_fingerprint()}".encode()).hexdigest()[:16]
         return os.path.join(self.directory, f"{self._blob_key(identity)}-{version}{SUFFIX}")
 
     def open(self, identity: str, etag: str) -> CachedRows | None:
@@ -221,36 +215,15 @@ class BlobCache:
                     os.remove(older)
         return CachedRows(path)
 
-
-def load_rows(
-    cache: BlobCache,
-    identity: str,
-    version: Callable[[], dict[str, str] | None],
-    download: Callable[[], tuple[bytes, dict[str, str]] | None],
-    parse: Callable[[bytes], list[Row]],
-) -> tuple[Sequence[Row], dict[str, str]] | None:
-    """The rows of blob ``identity`` and their version (``{"etag", ...}``), or ``None`` if the blob
-    does not exist: from the cache when the blob's current version (``version()``, one properties
-    request) is cached, else ``download()``-ed, parsed with ``parse`` and cached under the version
-    of the download's own answer.
-    """
-    current = version()
-    if current is None:
-        return None
-    cached = cache.open(identity, current["etag"])
-    if cached is not None:
-        return cached, current
-    downloaded = download()
-    if downloaded is None:
-        return None
-    data, current = downloaded
-    log.info(
-        "caching the rows of %s (%d bytes, ETag %s) in %s",
-        identity, len(data), current["etag"], cache.directory,
-    )  # fmt: skip
-    rows = parse(data)
-    try:
-        return cache.store(identity, current["etag"], rows), current
-    except OSError as exc:  # a full disk or an unwritable directory must not fail the tick
-        log.warning("row cache not writable, keeping the rows in memory (%s)", exc)
-        return rows, current
+    def keep(self, identity: str, etag: str, rows: list[Row], size: int) -> Sequence[Row]:
+        """Store freshly parsed rows and return them as read from the cache; when the cache
+        cannot be written (a full disk, an unwritable directory) the tick goes on with the rows
+        in memory."""
+        log.info(
+            "caching the rows of %s (%d bytes, ETag %s) in %s", identity, size, etag, self.directory
+        )
+        try:
+            return self.store(identity, etag, rows)
+        except OSError as exc:
+            log.warning("row cache not writable, keeping the rows in memory (%s)", exc)
+            return rows

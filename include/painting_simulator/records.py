@@ -1,0 +1,206 @@
+"""The typed records a row becomes on its way, and the failure record of a run.
+
+A row travels as four shapes, each a plain JSON-serialisable dict (they cross XCom and land in
+the ledgers), typed here so that every module agrees on the keys:
+
+``Item``
+    a CSV row ready to send (``source`` + ``body``), or one that cannot be sent (``source`` +
+    ``raw`` + ``error``): made by :mod:`row_mapping`.
+``Result``
+    the verdict on an item (``kind`` anomaly / normal / error): made by :func:`sent_result` and
+    :func:`unsent_result` for :mod:`model_client` and the replay's sender.
+``RowRecord``
+    one line of a row ledger (``painting_issue_logs.jsonl``, ``painting_normal_logs.jsonl``,
+    ``painting_errors.jsonl``): made by :func:`row_record`, written by :mod:`results`.
+``FailureRecord``
+    one line of ``painting_run_failures.jsonl``: why a run failed (:func:`failure_record`).
+
+**``original_data``** (in results and row records) is what the row was when it left the
+simulator, and so means one of three things, by kind and cause:
+
+* a row that was sent (every anomaly and normal record, and an error record whose ``error`` is
+  the model service's answer or its silence): the **request body** POSTed to ``/predict/``;
+* a row that could not be read or mapped (an error record whose ``error`` names the blob, row
+  and column): the **raw CSV row** (column -> text as written, values longer than
+  :data:`row_mapping.SHOWN_VALUE_CHARS` cut);
+* a file that could not be read at all (one error record for the whole blob): ``null``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+
+from include.painting_simulator import settings
+
+if TYPE_CHECKING:
+    from include.painting_simulator.model_client import CallResult
+
+
+class Source(TypedDict):
+    """Where a row comes from: the blob and its 0-based data row."""
+
+    blob: str
+    row: int
+
+
+class Item(TypedDict):
+    """A row of a window: ``body`` when it can be sent, else ``raw`` and ``error``."""
+
+    source: Source
+    body: NotRequired[dict[str, Any]]
+    raw: NotRequired[dict[str, Any] | None]
+    error: NotRequired[str]
+
+
+class Result(TypedDict):
+    """The verdict on one item; ``attempts`` is present exactly when the row was sent."""
+
+    source: Source
+    kind: str  # settings.ANOMALY / NORMAL / ERROR
+    original_data: dict[str, Any] | None  # see the module doc
+    attempts: NotRequired[int]
+    prediction: NotRequired[dict[str, Any]]  # anomalies: the model's answer
+    error: NotRequired[str]  # errors: the cause, naming blob, row and column where known
+    status: NotRequired[int]  # errors with an HTTP answer
+    latency: NotRequired[float]  # replay only (seconds, all attempts); never recorded
+
+
+class RowRecord(TypedDict):
+    """One line of a row ledger, keyed by ``(run_id, source.blob, source.row)``."""
+
+    timestamp: str  # when it was logged (ISO-8601 UTC, milliseconds, ``Z``)
+    service_name: str
+    run_id: str
+    source: Source
+    prediction: NotRequired[dict[str, Any]]
+    error: NotRequired[str]
+    status: NotRequired[int]
+    original_data: dict[str, Any] | None
+
+
+class FailureRecord(TypedDict):
+    """One line of ``painting_run_failures.jsonl``, keyed by ``(run_id, task_id, try_number)``."""
+
+    record_type: str  # settings.RUN_FAILURE
+    timestamp: str
+    service_name: str
+    dag_id: str | None
+    run_id: str
+    task_id: str | None
+    try_number: int | None
+    error: str
+
+
+def utc_now() -> str:
+    """Now as records spell it: ISO-8601 UTC with milliseconds and a ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def unsent_result(item: Item) -> Result:
+    """The error result of an item that could not be mapped to a request body (not sent)."""
+    return {"source": item["source"], "kind": settings.ERROR, "original_data": item.get("raw"),
+            "error": item["error"]}  # fmt: skip
+
+
+def sent_result(source: Source, body: dict[str, Any], call: CallResult) -> Result:
+    """The result of a sent row: its source, kind, body, attempts and prediction or error."""
+    result: Result = {
+        "source": source,
+        "kind": call.outcome.kind,
+        "original_data": body,
+        "attempts": call.attempts,
+    }
+    if call.outcome.kind == settings.ANOMALY:
+        result["prediction"] = call.outcome.prediction
+    if call.outcome.kind == settings.ERROR:
+        result["error"] = call.outcome.error  # type: ignore[typeddict-item]
+        if call.outcome.status is not None:
+            result["status"] = call.outcome.status
+    return result
+
+
+def error_cause(result: Result) -> str:
+    """A short cause to group errors by: the HTTP status, an unmappable row or no answer."""
+    if result.get("status") is not None:
+        return f"HTTP {result['status']}"
+    if "attempts" not in result:
+        return "row cannot be mapped"
+    return "no answer (connection error or timeout)"
+
+
+def row_record(result: Result, run_id: str, logged_at: str | None = None) -> RowRecord:
+    """The ledger record of one row's result (fields: ``docs/results.md``)."""
+    record: dict[str, Any] = {
+        "timestamp": logged_at or utc_now(),
+        "service_name": settings.SERVICE_NAME,
+        "run_id": run_id,
+        "source": {"blob": result["source"]["blob"], "row": result["source"]["row"]},
+    }
+    if result["kind"] == settings.ANOMALY:
+        record["prediction"] = result["prediction"]
+    elif result["kind"] == settings.ERROR:
+        record["error"] = result["error"]
+        if result.get("status") is not None:
+            record["status"] = result["status"]
+    record["original_data"] = result["original_data"]
+    return record  # type: ignore[return-value]
+
+
+def failure_record(
+    *,
+    dag_id: str | None,
+    run_id: str,
+    task_id: str | None,
+    try_number: int | None,
+    cause: str,
+    logged_at: str | None = None,
+) -> FailureRecord:
+    """The record of a failed run: which run, task and try, and the cause in one line."""
+    return {
+        "record_type": settings.RUN_FAILURE,
+        "timestamp": logged_at or utc_now(),
+        "service_name": settings.SERVICE_NAME,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "try_number": try_number,
+        "error": cause,
+    }
+
+
+def is_row_record(record: dict[str, Any]) -> bool:
+    """True for a row's record; False for a failure record (``record_type`` set).
+
+    Row ledgers hold row records only; ledgers written by earlier versions may still hold
+    failure records in ``painting_errors.jsonl``, which readers skip with this test.
+    """
+    return "record_type" not in record
+
+
+def describe_anomaly(record: RowRecord) -> str:
+    """One readable task-log line per anomaly: machine, time, issue, and where the row came from."""
+    prediction = record.get("prediction") or {}
+    data = record.get("original_data") or {}
+    return (
+        f"ANOMALY {prediction.get('issue', '?')} machine={data.get('machineId', '?')} "
+        f"time={data.get('timeStamp', '?')} thick={data.get('thick')} "
+        f"voltage={data.get('voltage')} current={data.get('current')} temper={data.get('temper')} "
+        f"({record['source']['blob']} row {record['source']['row']})"
+    )
+
+
+def describe_error(record: RowRecord) -> str:
+    """One readable task-log line per error record."""
+    status = f" status={record['status']}" if "status" in record else ""
+    return (
+        f"ERROR {record['source']['blob']} row {record['source']['row']}{status}: {record['error']}"
+    )
+
+
+def describe_failure(record: FailureRecord) -> str:
+    """One readable log line per failure record."""
+    return (
+        f"RUN FAILED {record['run_id']} task {record['task_id']} "
+        f"(try {record['try_number']}): {record['error']}"
+    )

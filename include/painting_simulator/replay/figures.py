@@ -1,0 +1,112 @@
+"""A replay's figures: rows by outcome, errors by cause, latencies (mergeable across shards).
+
+:class:`Tally` is what a shard has recorded so far (kept in its progress file between attempts);
+:class:`LatencyHistogram` keeps latencies in constant memory with percentiles within 1 %.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from include.painting_simulator.records import Result, error_cause
+from include.painting_simulator.settings import ERROR, KINDS
+
+
+class LatencyHistogram:
+    """Latencies in buckets 1 % wide on a log scale: constant memory, mergeable across shards,
+    percentiles within 1 %."""
+
+    FLOOR = 1e-5  # seconds; everything faster is one bucket
+    LOG_RATIO = math.log(1.01)
+
+    def __init__(self, counts: dict[int, int] | None = None, maximum: float = 0.0) -> None:
+        self.counts: Counter[int] = Counter(counts or {})
+        self.maximum = maximum
+
+    def add(self, seconds: float) -> None:
+        bucket = (
+            0 if seconds <= self.FLOOR else int(math.log(seconds / self.FLOOR) / self.LOG_RATIO) + 1
+        )
+        self.counts[bucket] += 1
+        self.maximum = max(self.maximum, seconds)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        self.counts.update(other.counts)
+        self.maximum = max(self.maximum, other.maximum)
+
+    def percentile(self, q: float) -> float:
+        """The latency (seconds) below which ``q`` % of the calls fall (0 if there were none)."""
+        total = sum(self.counts.values())
+        if not total:
+            return 0.0
+        buckets = sorted(self.counts)
+        cumulative, rank = [], math.ceil(total * q / 100)
+        running = 0
+        for bucket in buckets:
+            running += self.counts[bucket]
+            cumulative.append(running)
+        bucket = buckets[bisect.bisect_left(cumulative, max(rank, 1))]
+        return min(self.FLOOR * math.exp(bucket * self.LOG_RATIO), self.maximum)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"buckets": {str(k): v for k, v in sorted(self.counts.items())}, "max": self.maximum}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> LatencyHistogram:
+        return cls({int(k): v for k, v in value["buckets"].items()}, value["max"])
+
+
+@dataclass
+class Tally:
+    """What a shard has recorded so far (kept in its progress file between attempts)."""
+
+    rows: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    seconds: float = 0.0  # time spent replaying, over all attempts
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+    def add(self, result: Result) -> None:
+        self.rows += 1
+        self.outcomes[result["kind"]] += 1
+        if result["kind"] == ERROR:
+            self.errors[error_cause(result)] += 1
+        if result.get("latency") is not None:
+            self.latency.add(result["latency"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "outcomes": {kind: self.outcomes[kind] for kind in KINDS},
+            "errors_by_cause": dict(self.errors.most_common()),
+            "latency_histogram": self.latency.to_json(),
+            "seconds": self.seconds,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Tally:
+        return cls(
+            rows=value["rows"],
+            outcomes=Counter(value["outcomes"]),
+            errors=Counter(value["errors_by_cause"]),
+            latency=LatencyHistogram.from_json(value["latency_histogram"]),
+            seconds=value["seconds"],
+            started_at=value["started_at"],
+            finished_at=value.get("finished_at"),
+        )
+
+
+def latency_ms(histogram: LatencyHistogram) -> dict[str, float]:
+    return {
+        **{f"p{q}": round(histogram.percentile(q) * 1000, 2) for q in (50, 95, 99)},
+        "max": round(histogram.maximum * 1000, 2),
+    }

@@ -1,0 +1,104 @@
+"""One replay shard: send its range chunk by chunk, record every outcome, remember progress.
+
+The body of the ``replay_shard`` mapped task. A retried shard task resumes after the last chunk
+it recorded (a small progress file in the output directory); the chunk that was in flight is
+sent again and recorded once (each chunk is its own batch of the results writer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from include.painting_simulator.records import Result
+from include.painting_simulator.replay.figures import Tally, latency_ms
+from include.painting_simulator.replay.plan import CHUNK_ROWS, iter_chunks
+from include.painting_simulator.replay.sender import Endpoint, replay_chunks, run_event_loop
+from include.painting_simulator.results import ResultsWriter, open_results
+
+if TYPE_CHECKING:
+    from include.painting_simulator.blob_rows import BlobRows
+
+log = logging.getLogger("painting_simulator")
+
+PROGRESS_DIR = ".painting_replay_progress"
+
+
+class Progress:
+    """A shard's progress file: the rows recorded so far and their tally (for retries)."""
+
+    def __init__(self, output_dir: str, run_id: str, shard: int) -> None:
+        key = hashlib.sha256(run_id.encode()).hexdigest()[:24]
+        self.path = os.path.join(output_dir, PROGRESS_DIR, f"{key}-shard{shard}.json")
+        self.run_id, self.shard = run_id, shard
+
+    def load(self) -> Tally | None:
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                saved = json.load(fh)
+        except (FileNotFoundError, ValueError):
+            return None
+        if saved.get("run_id") != self.run_id or saved.get("shard") != self.shard:
+            return None
+        return Tally.from_json(saved["tally"])
+
+    def save(self, tally: Tally) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"run_id": self.run_id, "shard": self.shard, "tally": tally.to_json()}, fh)
+        os.replace(tmp, self.path)
+
+
+def run_shard(
+    reader: BlobRows,
+    prefix: str,
+    spec: dict[str, int],
+    endpoint: Endpoint,
+    *,
+    concurrency: int,
+    rate: float,
+    output_dir: str,
+    run_id: str,
+    results: ResultsWriter | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> dict[str, Any]:
+    """Replay one shard (``{"shard", "start_row", "rows"}``) and return its summary.
+
+    Every outcome goes to ``results`` (default: the JSON-lines ledgers in ``output_dir``); the
+    shard's progress file lives in ``output_dir``.
+    """
+    if concurrency < 1 or rate < 0:
+        raise ValueError(f"concurrency={concurrency} must be >= 1 and rate={rate} >= 0")
+    progress = Progress(output_dir, run_id, spec["shard"])
+    tally = progress.load() or Tally()
+    if tally.rows:
+        log.info("shard %d resumes after %d recorded row(s)", spec["shard"], tally.rows)
+    left = spec["rows"] - tally.rows
+    if left > 0:
+        writer = results or open_results(output_dir)
+        began = time.monotonic()
+        seconds_before = tally.seconds
+
+        def record(first: int, chunk: list[Result]) -> None:
+            writer.write_rows(run_id, chunk, batch=f"{run_id}#replay-row-{first}")
+            for result in chunk:
+                tally.add(result)
+            tally.seconds = seconds_before + time.monotonic() - began
+            progress.save(tally)
+
+        chunks = iter_chunks(reader, prefix, spec["start_row"] + tally.rows, left, chunk_rows)
+        run_event_loop(replay_chunks(chunks, endpoint, concurrency, rate, record))
+    tally.finished_at = time.time()
+    progress.save(tally)
+    return {
+        "shard": spec["shard"],
+        "start_row": spec["start_row"],
+        **tally.to_json(),
+        "throughput_rows_per_second": tally.rows / tally.seconds if tally.seconds else 0.0,
+        "latency_ms": latency_ms(tally.latency),
+    }

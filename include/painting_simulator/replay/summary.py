@@ -1,0 +1,93 @@
+"""The replay's summary: the shards' figures merged, as a record and as a table for the task log.
+
+:func:`combine` makes the summary (one line of ``painting_replay_summary.jsonl``, written through
+the results writer); :func:`format_summary` prints it, or a shard's summary.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from include.painting_simulator import settings
+from include.painting_simulator.records import utc_now
+from include.painting_simulator.replay.figures import LatencyHistogram, Tally, latency_ms
+from include.painting_simulator.settings import KINDS
+
+
+def combine(
+    shard_summaries: list[dict[str, Any]], run_id: str, params: dict[str, Any], model_url: str
+) -> dict[str, Any]:
+    """The replay's summary from its shards' (one line of ``painting_replay_summary.jsonl``).
+
+    Throughput is over wall-clock time, from the first shard's start to the last one's end.
+    """
+    total = Tally()
+    for summary in shard_summaries:
+        total.rows += summary["rows"]
+        total.outcomes.update(summary["outcomes"])
+        total.errors.update(summary["errors_by_cause"])
+        total.latency.merge(LatencyHistogram.from_json(summary["latency_histogram"]))
+    started = min((s["started_at"] for s in shard_summaries), default=time.time())
+    finished = max((s["finished_at"] or started for s in shard_summaries), default=started)
+    wall = max(finished - started, 1e-9) if shard_summaries else 0.0
+    return {
+        "timestamp": utc_now(),
+        "service_name": settings.SERVICE_NAME,
+        "run_id": run_id,
+        "model_service": model_url,
+        "start_row": params["start_row"],
+        "concurrency": params["concurrency"],
+        "rate": params["rate"],
+        "shards": len(shard_summaries),
+        "rows": total.rows,
+        "outcomes": {kind: total.outcomes[kind] for kind in KINDS},
+        "elapsed_seconds": round(wall, 3),
+        "throughput_rows_per_second": round(total.rows / wall, 1) if wall else 0.0,
+        "latency_ms": latency_ms(total.latency),
+        "errors_by_cause": dict(total.errors.most_common()),
+        "per_shard": [
+            {
+                "shard": s["shard"],
+                "start_row": s["start_row"],
+                "rows": s["rows"],
+                "throughput_rows_per_second": round(s["throughput_rows_per_second"], 1),
+                "latency_ms": s["latency_ms"],
+            }
+            for s in sorted(shard_summaries, key=lambda s: s["shard"])
+        ],
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a small table for the task log."""
+    rows = summary["rows"]
+    rate = summary.get("rate")
+    header = f"painting_replay {summary.get('run_id', '')}".rstrip()
+    if "shards" in summary:
+        header += (
+            f": {summary['shards']} shard(s), concurrency {summary['concurrency']}, "
+            f"rate {f'{rate:g} rows/s' if rate else 'unlimited'}"
+        )
+    elif "shard" in summary:
+        header += f" shard {summary['shard']}"
+    seconds = summary.get("elapsed_seconds", summary.get("seconds", 0.0))
+    lines = [
+        header,
+        f"  rows        {rows:,} from row {summary['start_row']:,} in {seconds:.2f} s = "
+        f"{summary['throughput_rows_per_second']:,.1f} rows/s",
+        "  outcome         rows   share",
+    ]
+    for kind in KINDS:
+        count = summary["outcomes"].get(kind, 0)
+        share = 100 * count / rows if rows else 0.0
+        lines.append(f"  {kind:<10} {count:>9,} {share:6.1f} %")
+    lat = summary["latency_ms"]
+    lines.append(
+        f"  latency ms  p50 {lat['p50']:.2f}   p95 {lat['p95']:.2f}   p99 {lat['p99']:.2f}   "
+        f"max {lat['max']:.2f}"
+    )
+    causes = summary.get("errors_by_cause") or {}
+    lines.append("  errors by cause" + ("" if causes else ": none"))
+    lines += [f"    {cause:<40} {count:>9,}" for cause, count in causes.items()]
+    return "\n".join(lines)
