@@ -1,4 +1,6 @@
-"""FastAPI app of the reference defect-detection model service (contract in CONTEXT.md).
+"""FastAPI app of the reference defect-detection model service.
+
+Its contract: docs/model-service-contract.md.
 
 Endpoints: ``GET /health``, ``/ready``, ``/startup``, ``/``, ``/model/info``,
 ``POST /predict/`` (204 normal, 200 anomaly record, 422 invalid body, 500 model not loaded) and

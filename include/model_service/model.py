@@ -1,6 +1,6 @@
 """Decision logic of the reference defect-detection model (pure Python + numpy, no web framework).
 
-It follows the model service contract in CONTEXT.md:
+It follows the model service contract in docs/model-service-contract.md:
 
 1. Range checks (voltage [20, 350], current [5, 400], temperature [25, 40], bounds inclusive);
    the first one violated gives ``PAINT-EQ-VOL-INVALID`` / ``-CUR-INVALID`` / ``-TEM-INVALID``.
