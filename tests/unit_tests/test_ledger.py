@@ -20,7 +20,7 @@ from include.painting_simulator.ledger import (
     make_record,
     record_results,
 )
-from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
+from tests.support.contract_examples import BODY, FLAT_RECORD
 
 KINDS = ("anomaly", "normal", "error")
 RUN = "scheduled__2026-01-01T00:01:00+00:00"

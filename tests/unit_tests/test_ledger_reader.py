@@ -24,7 +24,7 @@ from include.painting_simulator.ledger_reader import (
     minute_of,
     newest_records,
 )
-from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
+from tests.support.contract_examples import BODY, FLAT_RECORD
 
 RUN = "scheduled__2026-01-01T00:00:00+00:00"
 

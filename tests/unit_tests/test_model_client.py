@@ -25,7 +25,7 @@ from include.painting_simulator.model_client import (
     classify,
     send_with_retries,
 )
-from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
+from tests.support.contract_examples import BODY, FLAT_RECORD
 
 
 def ok(payload: Any) -> HttpAnswer:

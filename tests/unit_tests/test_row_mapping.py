@@ -12,7 +12,7 @@ from include.painting_simulator.row_mapping import (
     missing_columns,
     to_request_body,
 )
-from tests.unit_tests.contract_examples import BODY_FIELDS
+from tests.support.contract_examples import BODY_FIELDS
 
 
 def _row(**overrides: Any) -> dict[str, Any]:
