@@ -1,6 +1,6 @@
 """How long the dashboard's endpoints take on a ledger of 1,000,000 lines (prints, asserts nothing).
 
-    .venv/bin/python -m tests.plugin_tests.benchmark_dashboard [--lines 1000000] [--dir DIR]
+    .venv/bin/python -m scripts.benchmark_dashboard [--lines 1000000] [--dir DIR]
         [--api-server]
 
 Writes an anomaly ledger of ``--lines`` records shaped by the real writer
