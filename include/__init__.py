@@ -1,1 +1,1 @@
-"""Plain-Python code of the package: the simulator's domain, the reference model service, sample data."""
+"""Plain-Python code of the package: the simulator domain, the model service, sample data."""

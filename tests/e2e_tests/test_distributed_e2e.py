@@ -35,7 +35,7 @@ from include.painting_simulator.settings import LEDGER_FILES
 from scripts import distributed_stack as stack_processes
 from scripts import local_services, run_local
 from scripts.local_services import ServiceProcess, free_port
-from tests.e2e_tests.airflow_api import DAG_ID, AirflowApi
+from tests.support.airflow_api import DAG_ID, AirflowApi
 
 pytestmark = pytest.mark.e2e
 

@@ -19,22 +19,13 @@ import pytest
 
 from include.painting_simulator.settings import LEDGER_FILES
 from scripts import local_services
-from tests.e2e_tests.airflow_api import DAG_ID, AirflowApi
+from tests.support.airflow_api import DAG_ID
+from tests.support.standalone import HOST, Standalone
 
 pytestmark = pytest.mark.e2e
 
-HOST = "127.0.0.1"
 INTERVAL_SECONDS = 15
 LEDGERS = tuple(LEDGER_FILES.values())
-
-
-class Standalone(AirflowApi, local_services.AirflowStandalone):
-    """The stack's ``airflow standalone``, driven through its REST API like a user in the UI."""
-
-    def __init__(self, env: dict[str, str], port: int, home: Path, log_path: Path) -> None:
-        super().__init__(env, port, log_path, HOST)
-        self.home = home
-        self.token: str | None = None
 
 
 def ledger_records(output_dir: Path, run_id: str) -> list[dict[str, Any]]:

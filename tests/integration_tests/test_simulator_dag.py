@@ -7,59 +7,27 @@ model service (started with the option under test), and the ledgers are read bac
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from scripts.local_services import AZURITE_KEY
+from tests.support.dag_runs import PREFIX, all_keys, fast_retries, task_output
+from tests.support.rows import (
+    BAD_NUMBER,
+    BAD_TIMESTAMP,
+    NORMAL_1,
+    NORMAL_2,
+    TEMPERATURE_TOO_LOW,
+    THICK_TOO_HIGH,
+    VOLTAGE_TOO_HIGH,
+    csv_bytes,
+    numbered_rows,
+)
 
 pytestmark = pytest.mark.integration
 
-HEADER = "machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_V_2,PT_jo_A_Main_1,PT_jo_TP,LineSpeed,Operator"
-PREFIX = "painting-process-equipment/"
-
-# Rows whose verdicts are known: typical readings are normal; the others break a rule of the
-# service (see CONTEXT.md) or cannot be mapped at all.
-NORMAL_1 = "2,2025-07-23T08:00:10,19.89,258.4,259.7,68.9,34.4,4.66,OP-01"
-NORMAL_2 = "3,2025-07-23T08:00:20,20.19,261.5,260.3,70.2,34.1,4.61,OP-01"
-VOLTAGE_TOO_HIGH = "4,2025-07-23T08:00:30,19.90,400.0,260.1,70.0,34.0,4.60,OP-02"
-TEMPERATURE_TOO_LOW = "1,2025-07-23T08:00:40,19.90,260.0,260.1,70.0,18.0,4.60,OP-02"
-THICK_TOO_HIGH = "2,2025-07-23T08:00:50,30.00,260.0,260.1,70.0,34.0,4.60,OP-02"
-BAD_TIMESTAMP = "3,not-a-time,19.90,260.0,260.1,70.0,34.0,4.60,OP-02"
-BAD_NUMBER = "4,2025-07-23T08:01:10,19.90,260.0,260.1,seventy,34.0,4.60,OP-02"
-
-
-def csv_bytes(*rows: str) -> bytes:
-    return ("\n".join([HEADER, *rows]) + "\n").encode()
-
-
-def numbered_rows(count: int, machine: int = 1) -> bytes:
-    """``count`` normal rows; the minute field tells them apart in the ledgers."""
-    return csv_bytes(
-        *(
-            f"{machine},2025-07-23T09:{i:02d}:00,19.89,258.4,259.7,68.9,34.4,4.66,OP-01"
-            for i in range(count)
-        )
-    )
-
-
-def all_keys(simulator: Any, run_id: str) -> list[tuple[str, int]]:
-    keys = simulator.keys(run_id)
-    return sorted(keys["anomaly"] + keys["normal"] + keys["error"])
-
-
-def task_output(caplog: Any, capfd: Any) -> str:
-    """What the tasks logged: dag.test() runs them in-process, so their log records reach
-    pytest's log capture and the task runner's own lines reach this process's stdout."""
-    return caplog.text + capfd.readouterr().out
-
-
-def fast_retries(dag: Any) -> Any:
-    """Keep Airflow's task retries but make them quick (their policy is not under test here)."""
-    for task in dag.tasks:
-        task.retry_delay = timedelta(seconds=1)
-        task.retry_exponential_backoff = 0
-    return dag
+# The rows (tests/support/rows.py) have known verdicts: typical readings are normal; the others
+# break a rule of the service (see docs/model-service-contract.md) or cannot be mapped at all.
 
 
 def test_a_known_window_gives_exactly_the_expected_verdicts(simulator, caplog, capfd):
@@ -300,7 +268,7 @@ def test_a_wrong_account_key_fails_with_a_clear_reason_and_never_logs_the_key(
     simulator, caplog, capfd
 ):
     from scripts.local_services import azurite_connection_string
-    from tests.conftest import wasb_connection
+    from tests.support.connections import wasb_connection
 
     simulator.upload({"line.csv": csv_bytes(NORMAL_1)})
     wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=" * 2

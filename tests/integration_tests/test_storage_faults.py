@@ -24,14 +24,9 @@ import pytest
 from include.painting_simulator import blob_storage
 from scripts import local_services
 from scripts.local_services import AZURITE_KEY
-from tests.conftest import AzuriteHandle
-from tests.integration_tests.test_simulator_dag import (
-    PREFIX,
-    all_keys,
-    fast_retries,
-    numbered_rows,
-    task_output,
-)
+from tests.support.azurite import AzuriteHandle, run_azurite
+from tests.support.dag_runs import PREFIX, all_keys, fast_retries, task_output
+from tests.support.rows import numbered_rows
 
 pytestmark = pytest.mark.integration
 
@@ -83,9 +78,8 @@ def after_one_window(simulator: Any, rows: int = 4) -> Any:
 def own_azurite(logs_dir: Any, tmp_path: Any) -> Iterator[AzuriteHandle]:
     """An Azurite of this test alone, so that stopping it leaves the session's one alone."""
     port = local_services.free_port()
-    service = local_services.azurite(tmp_path / "azurite", port, logs_dir / f"azurite-{port}.log")
-    with service:
-        yield AzuriteHandle(service, local_services.azurite_connection_string(port))
+    with run_azurite(tmp_path / "azurite", port, logs_dir / f"azurite-{port}.log") as handle:
+        yield handle
 
 
 def test_azurite_stopped_mid_run_fails_pull_window_and_the_position_stays(

@@ -10,45 +10,16 @@ Both use the simple auth manager (Airflow's default) with its generated ``admin`
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scripts import local_services
-
-ADMIN = "admin"
-
-
-def admin_password() -> str:
-    """The password the simple auth manager generated for ``admin`` in this AIRFLOW_HOME."""
-    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
-
-    path = Path(SimpleAuthManager.get_generated_password_file())
-    return json.loads(path.read_text())[ADMIN]
-
-
-@dataclass
-class AirflowApp:
-    client: Any  # starlette.testclient.TestClient
-
-    def token(self) -> str:
-        """A JWT from the auth manager's real login endpoint."""
-        body = {"username": ADMIN, "password": admin_password()}
-        answer = self.client.post("/auth/token", json=body)
-        assert answer.status_code == 201, answer.text
-        return answer.json()["access_token"]
-
-
-# The api-server signs its JWTs with [api_auth] jwt_secret. Airflow generates one when it writes
-# a fresh airflow.cfg, which depends on which test imported Airflow first: set one for ours.
-JWT_SECRET = secrets.token_urlsafe(64)
+from tests.support import rows
+from tests.support.dashboard import JWT_SECRET, XSS_ROWS, AirflowApp, ApiServer
 
 
 @pytest.fixture(scope="session")
@@ -62,12 +33,6 @@ def airflow_app(airflow_db: Path) -> Iterator[AirflowApp]:
         with TestClient(create_app(), base_url="http://127.0.0.1") as client:
             yield AirflowApp(client)
         purge_cached_app()  # the auth manager singleton goes too
-
-
-@dataclass
-class ApiServer:
-    service: local_services.ServiceProcess
-    base_url: str
 
 
 @pytest.fixture
@@ -101,26 +66,10 @@ def api_server(airflow_db: Path, logs_dir: Path) -> Iterator[ApiServer]:
         service.stop()
 
 
-def chromium_available() -> bool:
-    return os.path.exists("/usr/bin/chromium") and os.path.exists("/usr/bin/chromedriver")
-
-
-# A window with every outcome (rows known from the DAG's integration tests) and two machine ids
-# that are markup: a dashboard that put data into HTML would run them.
-SCRIPT_MACHINE = "<script>alert(1)</script>"
-IMG_MACHINE = "<img src=x onerror=window.__xss=1>"
-XSS_ROWS = (
-    f"{SCRIPT_MACHINE},2025-07-23T08:02:00,19.90,400.0,260.1,70.0,34.0,4.60,OP-03",
-    f"{IMG_MACHINE},2025-07-23T08:02:10,19.90,260.0,260.1,70.0,18.0,4.60,OP-03",
-)
-
-
 @pytest.fixture
 def dag_run_ledgers(simulator: Any) -> tuple[Any, Any]:
     """Ledgers written by a real run of the DAG (dag.test(), Azurite, the model service):
     anomalies of three issue codes, normals and errors. Returns (simulator, the DagRun)."""
-    from tests.integration_tests import test_simulator_dag as rows
-
     window = [
         rows.NORMAL_1, rows.VOLTAGE_TOO_HIGH, rows.TEMPERATURE_TOO_LOW, rows.THICK_TOO_HIGH,
         rows.BAD_TIMESTAMP, rows.BAD_NUMBER, rows.NORMAL_2, *XSS_ROWS,

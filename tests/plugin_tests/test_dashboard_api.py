@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.plugin_tests.conftest import IMG_MACHINE, SCRIPT_MACHINE
+from tests.support.dashboard import IMG_MACHINE, SCRIPT_MACHINE
 
 pytestmark = pytest.mark.integration
 

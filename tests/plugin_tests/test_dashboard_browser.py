@@ -5,7 +5,7 @@ the simple auth manager's real login form, opens "Painting anomalies" from the U
 external view: an iframe of ``/painting/``), sees the empty state, then sees the results of a real
 DAG run (``dag.test()`` against Azurite and the model service) appear without reloading the page.
 Machine ids that are markup must show as text and never run. A screenshot is saved (set
-``DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the README's).
+``DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the one docs/dashboard.md shows).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.plugin_tests.conftest import (
+from tests.support.dashboard import (
     ADMIN,
     IMG_MACHINE,
     SCRIPT_MACHINE,
@@ -125,7 +125,7 @@ def test_dashboard_shows_a_real_run_in_the_airflow_ui_and_escapes_markup(
 ):
     from selenium.webdriver.common.by import By
 
-    from tests.integration_tests import test_simulator_dag as rows
+    from tests.support import rows
 
     driver, base_url = browser, api_server.base_url
     log_in(driver, base_url)

@@ -18,7 +18,7 @@ import requests
 from include.painting_simulator.checks import model_service, sensor_base, storage
 from include.painting_simulator.model_client import HttpAnswer
 from scripts.local_services import free_port
-from tests.unit_tests.contract_examples import FLAT_RECORD
+from tests.support.contract_examples import FLAT_RECORD
 
 CONN, CONTAINER, PREFIX = "painting_blob_storage", "simulator-data", "painting-process-equipment/"
 MODEL = "painting_model_service"

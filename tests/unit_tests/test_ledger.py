@@ -14,7 +14,7 @@ from include.painting_simulator import ledger
 from include.painting_simulator.ledger import RECEIPTS_FILE, Ledgers
 from include.painting_simulator.records import describe_anomaly, describe_error, row_record
 from include.painting_simulator.settings import LEDGER_FILES
-from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
+from tests.support.contract_examples import BODY, FLAT_RECORD
 
 KINDS = ("anomaly", "normal", "error")
 RUN = "scheduled__2026-01-01T00:01:00+00:00"

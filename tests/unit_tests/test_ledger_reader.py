@@ -23,10 +23,9 @@ from include.painting_simulator.dashboard.ledger_reader import (
     newest_records,
 )
 from include.painting_simulator.ledger import Ledgers
-from include.painting_simulator.records import failure_record
-from include.painting_simulator.records import row_record as make_record
+from include.painting_simulator.records import failure_record, row_record
 from include.painting_simulator.settings import LEDGER_FILES, RUN_FAILURES_LEDGER
-from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
+from tests.support.contract_examples import BODY, FLAT_RECORD
 
 RUN = "scheduled__2026-01-01T00:00:00+00:00"
 
@@ -38,12 +37,12 @@ def anomaly(row: int, logged_at: str, issue: str = "PAINT-EQ-VOL-HIGH", machine:
         "original_data": {**BODY, "machineId": machine},
         "prediction": {**FLAT_RECORD, "machineId": machine, "issue": issue},
     }
-    return make_record(result, RUN, logged_at)
+    return row_record(result, RUN, logged_at)
 
 
 def normal(row: int, logged_at: str, run_id: str = RUN) -> dict[str, Any]:
     result = {"source": {"blob": "a.csv", "row": row}, "kind": "normal", "original_data": BODY}
-    return make_record(result, run_id, logged_at)
+    return row_record(result, run_id, logged_at)
 
 
 def write_lines(path: Path, records: list[Any], mode: str = "a") -> None:
@@ -208,7 +207,7 @@ def test_failure_records_are_counted_as_run_failures_not_as_error_rows(tmp_path:
         "error": "bad value",
         "original_data": BODY,
     }
-    ledgers.append_once("error", RUN, [make_record(row_error, RUN, "2026-01-01T10:00:05.000Z")])
+    ledgers.append_once("error", RUN, [row_record(row_error, RUN, "2026-01-01T10:00:05.000Z")])
     failure = failure_record(  # what the DAG's on_failure_callback writes (no row, no source)
         dag_id="painting_simulator", run_id="manual__x", task_id="call_model_service",
         try_number=4, cause="model service unreachable", logged_at="2026-01-01T10:00:09.000Z",

@@ -23,7 +23,7 @@ from include.painting_simulator.model_client import (
     send_with_retries,
 )
 from include.painting_simulator.settings import ANOMALY, ERROR, NORMAL
-from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
+from tests.support.contract_examples import BODY, FLAT_RECORD
 
 
 def ok(payload: Any) -> HttpAnswer:

@@ -9,7 +9,7 @@ from typing import Any
 from include.painting_simulator import settings
 from include.painting_simulator.records import failure_record
 from include.painting_simulator.results import JsonLinesResults, open_results
-from tests.unit_tests.contract_examples import BODY, FLAT_RECORD
+from tests.support.contract_examples import BODY, FLAT_RECORD
 
 RUN = "scheduled__2026-01-01T00:01:00+00:00"
 

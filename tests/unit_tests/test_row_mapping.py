@@ -8,7 +8,7 @@ import pytest
 
 from include.painting_simulator.csv_format import REQUIRED_COLUMNS, missing_columns
 from include.painting_simulator.row_mapping import RowMappingError, to_request_body
-from tests.unit_tests.contract_examples import BODY_FIELDS
+from tests.support.contract_examples import BODY_FIELDS
 
 
 def _row(**overrides: Any) -> dict[str, Any]:

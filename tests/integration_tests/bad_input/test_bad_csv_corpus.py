@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration_tests.test_simulator_dag import PREFIX, task_output
+from tests.support.dag_runs import PREFIX, task_output
 
 pytestmark = pytest.mark.integration
 

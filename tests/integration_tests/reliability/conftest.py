@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from scripts import local_services
-from tests.conftest import _AIRFLOW_HOME, AzuriteHandle
-
-ACCOUNT = "paintingreliability"
+from tests.support.airflow_home import AIRFLOW_HOME
+from tests.support.azurite import SECRET_ACCOUNT, AzuriteHandle, run_azurite
 
 
 @pytest.fixture(scope="session")
@@ -29,26 +28,11 @@ def account_key() -> str:
 @pytest.fixture(scope="session")
 def azurite(logs_dir: Path, account_key: str) -> Iterator[AzuriteHandle]:
     port = local_services.free_port()
-    service = local_services.azurite(
-        _AIRFLOW_HOME / "azurite-reliability",
+    with run_azurite(
+        AIRFLOW_HOME / "azurite-reliability",
         port,
         logs_dir / "azurite-reliability.log",
-        accounts={ACCOUNT: account_key},
-    )
-    with service:
-        yield AzuriteHandle(
-            service,
-            local_services.azurite_connection_string(port, key=account_key, account=ACCOUNT),
-        )
-
-
-def secret_hits(text: str, account_key: str, connection_string: str) -> dict[str, int]:
-    """How often the key and the connection string (and the key's URL-quoted form) appear."""
-    from urllib.parse import quote
-
-    needles = {
-        "account key": account_key,
-        "account key (URL-quoted)": quote(account_key, safe=""),
-        "connection string": connection_string,
-    }
-    return {name: text.count(needle) for name, needle in needles.items() if needle in text}
+        account=SECRET_ACCOUNT,
+        key=account_key,
+    ) as handle:
+        yield handle

@@ -7,17 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration_tests.reliability.conftest import secret_hits
-from tests.integration_tests.test_simulator_dag import (
-    NORMAL_1,
-    NORMAL_2,
-    PREFIX,
-    all_keys,
-    csv_bytes,
-    fast_retries,
-    numbered_rows,
-    task_output,
-)
+from tests.support.dag_runs import PREFIX, all_keys, fast_retries, task_output
+from tests.support.rows import NORMAL_1, NORMAL_2, csv_bytes, numbered_rows
+from tests.support.secret_leaks import secret_hits
 
 pytestmark = pytest.mark.integration
 

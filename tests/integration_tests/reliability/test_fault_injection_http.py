@@ -14,8 +14,8 @@ import urllib.request
 import pytest
 
 from include.painting_simulator import model_client, settings
-from tests.conftest import http_connection
-from tests.unit_tests.contract_examples import BODY
+from tests.support.connections import http_connection
+from tests.support.contract_examples import BODY
 
 pytestmark = pytest.mark.integration
 

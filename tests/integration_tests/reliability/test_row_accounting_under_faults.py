@@ -31,8 +31,8 @@ import pytest
 import requests
 
 from scripts.local_services import SAMPLE_CSV
-from tests.integration_tests.reliability.conftest import secret_hits
-from tests.integration_tests.test_simulator_dag import PREFIX, fast_retries, task_output
+from tests.support.dag_runs import PREFIX, fast_retries, task_output
+from tests.support.secret_leaks import secret_hits
 
 pytestmark = pytest.mark.integration
 

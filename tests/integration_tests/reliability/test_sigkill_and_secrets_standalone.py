@@ -27,8 +27,9 @@ import requests
 from include.painting_simulator.records import is_row_record
 from include.painting_simulator.settings import LEDGER_FILES, RUN_FAILURES_LEDGER
 from scripts import local_services
-from tests.e2e_tests.test_scheduler_e2e import DAG_ID, HOST, Standalone
-from tests.integration_tests.reliability.conftest import secret_hits
+from tests.support.airflow_api import DAG_ID
+from tests.support.secret_leaks import secret_hits
+from tests.support.standalone import HOST, Standalone
 
 pytestmark = pytest.mark.e2e
 

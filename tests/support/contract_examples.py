@@ -1,4 +1,7 @@
-"""Example bodies from the model service's contract (CONTEXT.md), shared by the unit tests."""
+"""Example bodies from the model service's contract (docs/model-service-contract.md).
+
+Shared by the unit tests and the fault-injection tests of the real HTTP transport.
+"""
 
 # The request body the simulator sends for one row.
 BODY = {

@@ -1,10 +1,10 @@
 """How long the dashboard's endpoints take on a ledger of 1,000,000 lines (prints, asserts nothing).
 
-    .venv/bin/python -m tests.plugin_tests.benchmark_dashboard [--lines 1000000] [--dir DIR]
+    .venv/bin/python -m scripts.benchmark_dashboard [--lines 1000000] [--dir DIR]
         [--api-server]
 
 Writes an anomaly ledger of ``--lines`` records shaped by the real writer
-(:func:`ledger.make_record`; 10 rows a minute, 4 machines, 7 issue codes, ending now) plus a
+(:func:`records.row_record`; 10 rows a minute, 4 machines, 7 issue codes, ending now) plus a
 normal ledger of a tenth of that, then times what the endpoints do with them
 (:mod:`ledger_reader`, called exactly as ``plugins/painting_dashboard.py`` calls it):
 
@@ -33,8 +33,9 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from include.painting_simulator.ledger import LEDGER_FILES, make_record
-from include.painting_simulator.ledger_reader import LedgerSet
+from include.painting_simulator.dashboard.ledger_reader import LedgerSet
+from include.painting_simulator.records import row_record
+from include.painting_simulator.settings import LEDGER_FILES
 from scripts import local_services
 
 ISSUES = ("PAINT-EQ-VOL-HIGH", "PAINT-EQ-VOL-LOW", "PAINT-EQ-CUR-HIGH", "PAINT-EQ-TEM-LOW",
@@ -58,7 +59,7 @@ def write_ledgers(output_dir: str, lines: int) -> None:
                 result["prediction"] = {**data, "issue": ISSUES[i % len(ISSUES)]}
             stamp = minute.isoformat(timespec="milliseconds").replace("+00:00", "Z")
             run_id = f"scheduled__{minute.isoformat(timespec='minutes')}"
-            yield json.dumps(make_record(result, run_id, stamp), ensure_ascii=False) + "\n"
+            yield json.dumps(row_record(result, run_id, stamp), ensure_ascii=False) + "\n"
 
     for kind, count in (("anomaly", lines), ("normal", lines // 10)):
         with open(os.path.join(output_dir, LEDGER_FILES[kind]), "w", encoding="utf-8") as fh:

@@ -1,6 +1,8 @@
-"""Driving a running Airflow through its REST API v2, like a user in the UI (shared by the e2e
-tests). The class using :class:`AirflowApi` provides ``base_url``, ``home`` (its AIRFLOW_HOME,
-where the simple auth manager keeps the generated passwords), ``running`` and ``log_tail()``.
+"""Driving a running Airflow through its REST API v2, like a user in the UI.
+
+Shared by the tests that run a real Airflow (the e2e tests, the SIGKILL reliability test). The
+class using :class:`AirflowApi` provides ``base_url``, ``home`` (its AIRFLOW_HOME, where the
+simple auth manager keeps the generated passwords), ``running`` and ``log_tail()``.
 """
 
 from __future__ import annotations
