@@ -42,3 +42,28 @@ def test_a_taken_port_is_reported_by_name_without_a_traceback(variable, service)
     assert result.returncode == 1
     assert f"{service} cannot start: port {taken} on 127.0.0.1 is already in use" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def make_dry_run(target: str) -> str:
+    """The commands ``make <target>`` would run on a fresh machine (-B: as if nothing is built)."""
+    result = subprocess.run(
+        ["make", "--dry-run", "--always-make", target],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_make_run_installs_only_the_venv_and_azurite_no_debian_packages():
+    commands = make_dry_run("run")
+    assert "pip install" in commands
+    assert "npm ci" in commands
+    assert "install_system_packages.sh" not in commands, "make run must not need root"
+
+
+@pytest.mark.parametrize("target", ["test", "bench"])
+def test_make_test_and_bench_install_the_debian_packages(target):
+    assert "scripts/install_system_packages.sh" in make_dry_run(target)
