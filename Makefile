@@ -9,7 +9,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 CHECK_PYTHON = @test -n "$(PYTHON)" && $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
 	|| { echo "error: Python 3.11 is required (python3.11 not found, python3 is not 3.11)" >&2; exit 1; }
 
-.PHONY: help install system-packages run test lint lock clean-local bench
+.PHONY: help install system-packages run test test-fast lint lock clean-local bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,10 @@ run: install ## Start Azurite, the model service and Airflow on 127.0.0.1 (Ctrl-
 
 test: install system-packages lint ## Lint, then run the whole test suite (installs the Debian packages first)
 	$(PY) -m pytest
+
+# The edit-test loop: no services, no Airflow started; make test stays the whole suite.
+test-fast: lint ## Lint, unit tests and DAG validation only (well under a minute; no services)
+	$(PY) -m pytest tests/unit_tests tests/dag_validation_tests
 
 lint: $(VENV)/.installed ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
