@@ -9,7 +9,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 CHECK_PYTHON = @test -n "$(PYTHON)" && $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
 	|| { echo "error: Python 3.11 is required (python3.11 not found, python3 is not 3.11)" >&2; exit 1; }
 
-.PHONY: help install system-packages run test test-fast lint lock clean-local bench
+.PHONY: help install system-packages run airflow test test-fast lint lock clean-local bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,10 @@ system-packages: ## Install the Debian packages of make test / make bench (Postg
 
 run: install ## Start Azurite, the model service and Airflow on 127.0.0.1 (Ctrl-C stops all)
 	$(PY) -m scripts.run_local
+
+# ARGS is split by the shell: quote JSON, e.g. ARGS="dags trigger painting_simulator -c '{\"batch_size\": 100}'"
+airflow: $(VENV)/.installed ## Airflow CLI with make run's environment: make airflow ARGS="dags list"
+	@$(PY) -m scripts.airflow_cli $(ARGS)
 
 test: install system-packages lint ## Lint, then run the whole test suite (installs the Debian packages first)
 	$(PY) -m pytest

@@ -6,8 +6,13 @@ reference model service, and ``airflow standalone`` (SQLite, LocalExecutor) with
 metadata DB, admin password, task logs, ledgers) and ``.local/`` (Azurite data, service logs), so a
 second run reuses both. Ctrl-C (or SIGTERM) stops every process started here, by PID.
 
+``make airflow ARGS=...`` (:mod:`scripts.airflow_cli`) runs the Airflow CLI with the environment
+of :func:`airflow_env`, the one every Airflow process here gets.
+
 Ports can be moved with ``PAINTING_AZURITE_PORT``, ``PAINTING_MODEL_PORT`` and
 ``PAINTING_AIRFLOW_PORT``; ``PAINTING_INTERVAL_MINUTES`` (schedule) is passed through to Airflow.
+``PAINTING_STATE_DIR`` moves ``.airflow/`` and ``.local/`` to another directory (the tests use it;
+default: the repository).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from include.painting_simulator import settings
 from scripts import local_services
@@ -31,8 +37,9 @@ from scripts.local_services import (
 
 REPO = local_services.REPO
 HOST = "127.0.0.1"
-AIRFLOW_HOME = REPO / ".airflow"
-STATE_DIR = REPO / ".local"
+STATE_ROOT = Path(os.environ.get("PAINTING_STATE_DIR") or REPO).resolve()
+AIRFLOW_HOME = STATE_ROOT / ".airflow"
+STATE_DIR = STATE_ROOT / ".local"
 LOG_DIR = STATE_DIR / "logs"
 AZURITE_DIR = STATE_DIR / "azurite"
 
@@ -58,6 +65,18 @@ def _port(name: str, default: int) -> int:
         return int(raw) if raw else default
     except ValueError:
         raise StartupError(f"{name}={raw!r} is not a port number") from None
+
+
+def airflow_port() -> int:
+    return _port("PAINTING_AIRFLOW_PORT", 8080)
+
+
+def airflow_env(api_port: int) -> dict[str, str]:
+    """The environment of every Airflow process of ``make run`` and of ``make airflow``: this
+    package's DAGs and plugins, AIRFLOW_HOME ``.airflow/``, the api-server on 127.0.0.1.
+    The connections are in the metadata DB (:func:`define_connections`), not in the environment.
+    """
+    return local_services.airflow_env(AIRFLOW_HOME, api_port, HOST)
 
 
 def airflow(env: dict[str, str], *args: str, check: bool = True) -> str:
@@ -117,17 +136,17 @@ def _raise_stop(signum: int, frame: object) -> None:
 def run() -> None:
     azurite_port = _port("PAINTING_AZURITE_PORT", 10000)
     model_port = _port("PAINTING_MODEL_PORT", 8001)
-    airflow_port = _port("PAINTING_AIRFLOW_PORT", 8080)
+    api_port = airflow_port()
     for name, port in (
         ("Azurite (blob storage)", azurite_port),
         ("reference model service", model_port),
-        (AIRFLOW_NAME, airflow_port),
+        (AIRFLOW_NAME, api_port),
     ):
         local_services.check_port_free(name, port, HOST)
 
-    env = local_services.airflow_env(AIRFLOW_HOME, airflow_port, HOST)
+    env = airflow_env(api_port)
     services: list[ServiceProcess] = []
-    standalone = AirflowStandalone(env, airflow_port, LOG_DIR / "airflow-standalone.log")
+    standalone = AirflowStandalone(env, api_port, LOG_DIR / "airflow-standalone.log")
     try:
         print(f"Starting Azurite on {HOST}:{azurite_port} (data in {AZURITE_DIR}) ...", flush=True)
         services.append(local_services.azurite(AZURITE_DIR, azurite_port, LOG_DIR / "azurite.log"))
@@ -160,10 +179,11 @@ def run() -> None:
             AIRFLOW_HOME / settings.DEFAULT_OUTPUT_SUBDIR
         )
         print(
-            f"\nAirflow UI:  http://{HOST}:{airflow_port}/\n"
+            f"\nAirflow UI:  http://{HOST}:{api_port}/\n"
             f"Log in as admin, password {admin_password()}\n"
             f"DAG {DAG_ID} is unpaused; ledgers (JSON lines) in {output_dir}/\n"
             f"Service logs in {LOG_DIR}/, task logs in {AIRFLOW_HOME / 'logs'}/\n"
+            'Airflow CLI against this stack: make airflow ARGS="dags list"\n'
             "Ctrl-C stops everything.\n",
             flush=True,
         )
