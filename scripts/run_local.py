@@ -13,8 +13,10 @@ with the environment of :func:`airflow_env`, the one every Airflow process here 
 
 Ports can be moved with ``PAINTING_AZURITE_PORT``, ``PAINTING_MODEL_PORT`` and
 ``PAINTING_AIRFLOW_PORT``; ``PAINTING_INTERVAL_MINUTES`` (schedule) is passed through to Airflow.
-``PAINTING_STATE_DIR`` moves ``.airflow/`` and ``.local/`` to another directory (the tests use it;
-default: the repository).
+``PAINTING_ADMIN_PASSWORD`` sets the password of the UI user ``admin`` (else Airflow generates one
+on the first start); either way it is stored in :data:`PASSWORDS_FILE_VAR`'s file, by default
+``.airflow/simple_auth_manager_passwords.json.generated``. ``PAINTING_STATE_DIR`` moves
+``.airflow/`` and ``.local/`` to another directory (the tests use it; default: the repository).
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ AZURITE_DIR = STATE_DIR / "azurite"
 UNPAUSE_FILE = STATE_DIR / "dags-to-unpause.json"
 
 ADMIN = "admin"  # the user of the simple auth manager's default `[core] simple_auth_manager_users`
-PASSWORDS_FILE = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
+ADMIN_PASSWORD_VAR = "PAINTING_ADMIN_PASSWORD"
+PASSWORDS_FILE_VAR = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
 
 DAG_ID = "painting_simulator"
 CONTAINER = settings.DEFAULT_CONTAINER
@@ -84,10 +87,14 @@ def airflow_port() -> int:
 
 def airflow_env(api_port: int) -> dict[str, str]:
     """The environment of every Airflow process of ``make run`` and of ``make airflow``: this
-    package's DAGs and plugins, AIRFLOW_HOME ``.airflow/``, the api-server on 127.0.0.1.
+    package's DAGs and plugins, AIRFLOW_HOME ``.airflow/``, the api-server on 127.0.0.1, and the
+    simple auth manager's password file named explicitly (so this script knows where it is).
     The connections are in the metadata DB (:func:`define_connections`), not in the environment.
     """
-    return local_services.airflow_env(AIRFLOW_HOME, api_port, HOST)
+    env = local_services.airflow_env(AIRFLOW_HOME, api_port, HOST)
+    default_file = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
+    env[PASSWORDS_FILE_VAR] = env.get(PASSWORDS_FILE_VAR) or str(default_file)
+    return env
 
 
 def airflow(env: dict[str, str], *args: str, check: bool = True) -> str:
@@ -139,6 +146,28 @@ def read_passwords(path: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return passwords if isinstance(passwords, dict) else {}
+
+
+def set_admin_password(path: Path, password: str) -> None:
+    """Store ``password`` for ``admin`` (other users kept). Airflow generates a password only for
+    a user missing from the file, so it keeps this one; written before Airflow starts."""
+    passwords = {**read_passwords(path), ADMIN: password}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(json.dumps(passwords) + "\n")
+    os.replace(tmp, path)
+
+
+def login_text(path: Path, chosen: bool) -> str:
+    where = f"stored in {path}"
+    if chosen:
+        return f"Log in as {ADMIN} with the password of {ADMIN_PASSWORD_VAR} ({where})"
+    password = read_passwords(path).get(ADMIN, "?")
+    return (
+        f"Log in as {ADMIN}, password {password}\n"
+        f"  ({where}; set {ADMIN_PASSWORD_VAR} to choose it)"
+    )
 
 
 # Why pause: `airflow standalone` starts the scheduler, the dag-processor, the api-server and the
@@ -235,6 +264,8 @@ def run() -> None:
         local_services.check_port_free(name, port, HOST)
 
     env = airflow_env(api_port)
+    password_file = Path(env[PASSWORDS_FILE_VAR])
+    chosen_password = os.environ.get(ADMIN_PASSWORD_VAR) or None
     services: list[ServiceProcess] = []
     standalone = AirflowStandalone(env, api_port, LOG_DIR / "airflow-standalone.log")
     tasks_may_run = False
@@ -259,6 +290,8 @@ def run() -> None:
         AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
         airflow(env, "db", "migrate")
         define_connections(env, azurite_port, model_port)
+        if chosen_password:
+            set_admin_password(password_file, chosen_password)
         to_unpause = pause_dags(env)  # until the api-server answers: see pause_dags
 
         print(f"Starting airflow standalone (log {standalone.log_path}) ...", flush=True)
@@ -273,7 +306,7 @@ def run() -> None:
         )
         print(
             f"\nAirflow UI:  http://{HOST}:{api_port}/\n"
-            f"Log in as {ADMIN}, password {read_passwords(PASSWORDS_FILE).get(ADMIN, '?')}\n"
+            f"{login_text(password_file, chosen_password is not None)}\n"
             f"DAG {DAG_ID} is unpaused; ledgers (JSON lines) in {output_dir}/\n"
             f"Service logs in {LOG_DIR}/, task logs in {AIRFLOW_HOME / 'logs'}/\n"
             'Airflow CLI against this stack: make airflow ARGS="dags list"\n'
@@ -294,7 +327,7 @@ def run() -> None:
                 flush=True,
             )
             try:
-                let_running_tasks_finish(env, standalone.base_url, PASSWORDS_FILE)
+                let_running_tasks_finish(env, standalone.base_url, password_file)
             except Stop:
                 print("Not waiting for the running tasks", flush=True)
             except (StartupError, OSError, ValueError, KeyError) as error:

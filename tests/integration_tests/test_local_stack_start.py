@@ -37,6 +37,7 @@ PACKAGE_DAGS = {
     "check_model_service_connection",
 }
 READY_LINE = "Ctrl-C stops everything."
+CHOSEN_PASSWORD = "chosen-for-the-restart"
 START_TIMEOUT, TICK_TIMEOUT, STOP_TIMEOUT = 300, 120, 200
 
 
@@ -228,17 +229,20 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_services.free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
     }
+    env.pop("PAINTING_ADMIN_PASSWORD", None)
     result = Scenario(state_dir, env, f"http://127.0.0.1:{api_port}", model_port)
     try:
-        # First start. Ctrl-C in the middle of a run.
+        # First start: the password is generated. Ctrl-C in the middle of a run.
         token = run_and_tick(result, None, {})
         result.running_at_stop = result.current.wait_for_a_running_task(token)
         result.current.stop()
         # Stopped: unpause offline, as a stack killed while running would leave it.
         make_airflow(env, f"dags unpause {DAG_ID}")
         result.offline_list = make_airflow(env, "dags list")
-        # Restart.
-        token = run_and_tick(result, None, {})
+        # Restart, with a chosen password.
+        token = run_and_tick(result, CHOSEN_PASSWORD, {"PAINTING_ADMIN_PASSWORD": CHOSEN_PASSWORD})
+        first_password = next(iter(result.starts[0].logins))
+        result.starts[1].logins[first_password] = post_token(result.base_url, first_password)[0]
         result.starts[1].dags_listed = make_airflow(env, "dags list")
         path = "/api/v2/dags/~/dagRuns/~/taskInstances"
         result.task_instances = get_all(result.base_url, token, path, "task_instances")
@@ -275,6 +279,20 @@ def test_no_task_is_queued_before_the_api_server_answers_and_none_fails(
         if ti["try_number"] > 1 or ti["state"] in ("failed", "up_for_retry", "upstream_failed")
     ]
     assert not retried, f"failed or retried attempts: {retried}"
+
+
+def test_the_password_is_generated_or_chosen_and_its_file_is_named(scenario: Scenario) -> None:
+    first, restart = scenario.starts
+    passwords = scenario.state_dir / ".airflow" / "simple_auth_manager_passwords.json.generated"
+    (generated,) = first.logins
+    assert first.logins[generated] == 201
+    assert f"Log in as admin, password {generated}" in first.output
+    assert f"stored in {passwords}; set PAINTING_ADMIN_PASSWORD to choose it" in first.output
+    assert restart.logins[CHOSEN_PASSWORD] == 201
+    assert restart.logins[generated] == 401, "the chosen password replaces the generated one"
+    assert f"with the password of PAINTING_ADMIN_PASSWORD (stored in {passwords})" in restart.output
+    assert CHOSEN_PASSWORD not in restart.output
+    assert json.loads(passwords.read_text()) == {"admin": CHOSEN_PASSWORD}
 
 
 def test_make_airflow_sees_the_stack_while_running_and_while_stopped(scenario: Scenario) -> None:
