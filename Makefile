@@ -9,15 +9,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 CHECK_PYTHON = @test -n "$(PYTHON)" && $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
 	|| { echo "error: Python 3.11 is required (python3.11 not found, python3 is not 3.11)" >&2; exit 1; }
 
-.PHONY: help install system-packages run test lint lock clean-local bench
+.PHONY: help install system-packages run airflow test test-fast lint lock clean-local bench
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: system-packages $(VENV)/.installed node_modules/.installed ## Install what is missing: Debian packages, .venv (pinned), Azurite (npm ci)
-
-system-packages: ## Install the Debian packages the tests use (PostgreSQL, Redis, Chromium, wrk) if missing
-	@bash scripts/install_system_packages.sh
+# make run needs only these two (no root): the Debian packages are for make test and make bench.
+install: $(VENV)/.installed node_modules/.installed ## Install what make run needs, if missing: .venv (pinned), Azurite (npm ci); no root
 
 $(PY):
 	$(CHECK_PYTHON)
@@ -33,13 +31,24 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+system-packages: ## Install the Debian packages of make test / make bench (PostgreSQL, Redis, Chromium, wrk) if missing; root or sudo
+	@bash scripts/install_system_packages.sh
+
 run: install ## Start Azurite, the model service and Airflow on 127.0.0.1 (Ctrl-C stops all)
 	$(PY) -m scripts.run_local
 
-test: install lint ## Lint, then run the whole test suite
+# ARGS is split by the shell: quote JSON, e.g. ARGS="dags trigger painting_simulator -c '{\"batch_size\": 100}'"
+airflow: $(VENV)/.installed ## Airflow CLI with make run's environment: make airflow ARGS="dags list"
+	@$(PY) -m scripts.airflow_cli $(ARGS)
+
+test: install system-packages lint ## Lint, then run the whole test suite (installs the Debian packages first)
 	$(PY) -m pytest
 
-lint: install ## ruff check and ruff format --check
+# The edit-test loop: no services, no Airflow started; make test stays the whole suite.
+test-fast: lint ## Lint, unit tests and DAG validation only (well under a minute; no services)
+	$(PY) -m pytest tests/unit_tests tests/dag_validation_tests
+
+lint: $(VENV)/.installed ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
@@ -60,5 +69,5 @@ clean-local: ## Remove the local stack state (.airflow/, .local/); keeps .venv a
 	@echo "Removing .airflow/ and .local/ (Airflow DB, password, ledgers, Azurite data, logs)"
 	rm -rf .airflow .local
 
-bench: install ## Performance ratios: DAG parse, tick cost, replay vs wrk, replay memory (BENCH_SMOKE=1: tiny)
+bench: install system-packages ## Performance ratios: DAG parse, tick cost, replay vs wrk, replay memory (BENCH_SMOKE=1: tiny)
 	$(PY) -m scripts.bench $(if $(BENCH_SMOKE),--smoke)

@@ -283,8 +283,10 @@ def with_services(
     logs = workdir / "logs"
     az_port, model_port = local_services.free_port(), local_services.free_port()
     azurite = local_services.azurite(workdir / "azurite", az_port, logs / "azurite.log")
+    # No access log: a line per request would be part of what the throughput figures measure.
+    model_args = ["--workers", str(args.model_workers), "--no-access-log"]
     model = local_services.model_service(
-        model_port, logs / "model-service.log", extra_args=["--workers", str(args.model_workers)]
+        model_port, logs / "model-service.log", extra_args=model_args
     )
     with azurite, model:
         cs = local_services.azurite_connection_string(az_port)

@@ -6,19 +6,32 @@ reference model service, and ``airflow standalone`` (SQLite, LocalExecutor) with
 metadata DB, admin password, task logs, ledgers) and ``.local/`` (Azurite data, service logs), so a
 second run reuses both. Ctrl-C (or SIGTERM) stops every process started here, by PID.
 
+No task runs while the api-server is not there: the DAGs are paused from before Airflow starts
+until the api-server answers, and again at Ctrl-C until the running tasks have finished (see
+:func:`pause_dags`). ``make airflow ARGS=...`` (:mod:`scripts.airflow_cli`) runs the Airflow CLI
+with the environment of :func:`airflow_env`, the one every Airflow process here gets.
+
 Ports can be moved with ``PAINTING_AZURITE_PORT``, ``PAINTING_MODEL_PORT`` and
 ``PAINTING_AIRFLOW_PORT``; ``PAINTING_INTERVAL_MINUTES`` (schedule) is passed through to Airflow.
+``PAINTING_ADMIN_PASSWORD`` sets the password of the UI user ``admin`` (else Airflow generates one
+on the first start); either way it is stored in :data:`PASSWORDS_FILE_VAR`'s file, by default
+``.airflow/simple_auth_manager_passwords.json.generated``. ``PAINTING_STATE_DIR`` moves
+``.airflow/`` and ``.local/`` to another directory (the tests use it; default: the repository).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from pathlib import Path
 
 from include.painting_simulator import settings
 from scripts import local_services
@@ -31,10 +44,17 @@ from scripts.local_services import (
 
 REPO = local_services.REPO
 HOST = "127.0.0.1"
-AIRFLOW_HOME = REPO / ".airflow"
-STATE_DIR = REPO / ".local"
+STATE_ROOT = Path(os.environ.get("PAINTING_STATE_DIR") or REPO).resolve()
+AIRFLOW_HOME = STATE_ROOT / ".airflow"
+STATE_DIR = STATE_ROOT / ".local"
 LOG_DIR = STATE_DIR / "logs"
 AZURITE_DIR = STATE_DIR / "azurite"
+# The DAGs paused by pause_dags() that the next start unpauses (kept across a crash).
+UNPAUSE_FILE = STATE_DIR / "dags-to-unpause.json"
+
+ADMIN = "admin"  # the user of the simple auth manager's default `[core] simple_auth_manager_users`
+ADMIN_PASSWORD_VAR = "PAINTING_ADMIN_PASSWORD"
+PASSWORDS_FILE_VAR = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
 
 DAG_ID = "painting_simulator"
 CONTAINER = settings.DEFAULT_CONTAINER
@@ -42,6 +62,7 @@ SAMPLE_BLOB = settings.DEFAULT_PREFIX + local_services.SAMPLE_CSV.name
 
 AIRFLOW_NAME = "Airflow UI"
 STARTUP_TIMEOUT = 180.0
+STOP_TIMEOUT = 60.0  # how long Ctrl-C waits for running tasks before stopping Airflow anyway
 
 
 class Stop(Exception):
@@ -58,6 +79,22 @@ def _port(name: str, default: int) -> int:
         return int(raw) if raw else default
     except ValueError:
         raise StartupError(f"{name}={raw!r} is not a port number") from None
+
+
+def airflow_port() -> int:
+    return _port("PAINTING_AIRFLOW_PORT", 8080)
+
+
+def airflow_env(api_port: int) -> dict[str, str]:
+    """The environment of every Airflow process of ``make run`` and of ``make airflow``: this
+    package's DAGs and plugins, AIRFLOW_HOME ``.airflow/``, the api-server on 127.0.0.1, and the
+    simple auth manager's password file named explicitly (so this script knows where it is).
+    The connections are in the metadata DB (:func:`define_connections`), not in the environment.
+    """
+    env = local_services.airflow_env(AIRFLOW_HOME, api_port, HOST)
+    default_file = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
+    env[PASSWORDS_FILE_VAR] = env.get(PASSWORDS_FILE_VAR) or str(default_file)
+    return env
 
 
 def airflow(env: dict[str, str], *args: str, check: bool = True) -> str:
@@ -102,12 +139,113 @@ def define_connections(env: dict[str, str], azurite_port: int, model_port: int) 
         airflow(env, "connections", "import", "--overwrite", file.name)
 
 
-def admin_password() -> str:
-    path = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
+def read_passwords(path: Path) -> dict[str, str]:
+    """The simple auth manager's password file: JSON ``{user: password}``, read at every login."""
     try:
-        return json.loads(path.read_text()).get("admin", "?")
+        passwords = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
-        return f"(see {path})"
+        return {}
+    return passwords if isinstance(passwords, dict) else {}
+
+
+def set_admin_password(path: Path, password: str) -> None:
+    """Store ``password`` for ``admin`` (other users kept). Airflow generates a password only for
+    a user missing from the file, so it keeps this one; written before Airflow starts."""
+    passwords = {**read_passwords(path), ADMIN: password}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(json.dumps(passwords) + "\n")
+    os.replace(tmp, path)
+
+
+def login_text(path: Path, chosen: bool) -> str:
+    where = f"stored in {path}"
+    if chosen:
+        return f"Log in as {ADMIN} with the password of {ADMIN_PASSWORD_VAR} ({where})"
+    password = read_passwords(path).get(ADMIN, "?")
+    return (
+        f"Log in as {ADMIN}, password {password}\n"
+        f"  ({where}; set {ADMIN_PASSWORD_VAR} to choose it)"
+    )
+
+
+# Why pause: `airflow standalone` starts the scheduler, the dag-processor, the api-server and the
+# triggerer at once. A DAG that is unpaused in the metadata DB (after a restart: always) gets its
+# due run, and the scheduler can queue its first task before the api-server answers: that task's
+# first call to the execution API (`PATCH task-instances/{id}/run`) times out and the attempt
+# fails. Pausing in the DB before standalone starts (the CLI works offline) and unpausing once
+# /api/v2/monitor/health answers keeps the scheduler from queueing anything before; standalone's
+# own start and stop are kept (starting its components one by one here would duplicate it, and
+# the tests' standalone would no longer be what make run runs). Every unpaused DAG is paused, not
+# only painting_simulator: the manual-only check DAGs are unpaused too. At Ctrl-C the same pause
+# lets the running tasks finish before standalone stops the api-server (a task cut off there
+# fails, and is retried on the next start). The list goes to UNPAUSE_FILE first, so that a start
+# after a crash still unpauses them.
+def pause_dags(env: dict[str, str]) -> list[str]:
+    """Pause every unpaused DAG; return (and store in UNPAUSE_FILE) all DAGs to unpause."""
+    out = airflow(
+        env, "dags", "pause", "--treat-dag-id-as-regex", "--yes", "--output", "json", ".*"
+    )
+    # The JSON list of the DAGs it paused, or "No unpaused DAGs were found".
+    listed = next((line for line in out.splitlines() if line.startswith("[")), "[]")
+    paused = {row["dag_id"] for row in json.loads(listed)}
+    with contextlib.suppress(OSError, ValueError):  # none stored, or an unreadable file
+        paused |= set(json.loads(UNPAUSE_FILE.read_text()))
+    UNPAUSE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    UNPAUSE_FILE.write_text(json.dumps(sorted(paused)) + "\n")
+    return sorted(paused)
+
+
+def unpause_dags(env: dict[str, str], dag_ids: list[str]) -> None:
+    pattern = "^(" + "|".join(map(re.escape, dag_ids)) + ")$"
+    airflow(env, "dags", "unpause", "--treat-dag-id-as-regex", "--yes", pattern)
+    UNPAUSE_FILE.unlink(missing_ok=True)
+
+
+def api_token(base_url: str, password: str) -> str | None:
+    """A REST API token for ``admin`` (None if the login fails)."""
+    body = json.dumps({"username": ADMIN, "password": password}).encode()
+    request = urllib.request.Request(
+        f"{base_url}/auth/token", body, {"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)["access_token"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def active_tasks(base_url: str, token: str) -> int:
+    """How many task instances, of any DAG, are queued or running."""
+    path = "/api/v2/dags/~/dagRuns/~/taskInstances?state=queued&state=running&limit=1"
+    request = urllib.request.Request(base_url + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["total_entries"]
+
+
+def let_running_tasks_finish(env: dict[str, str], base_url: str, password_file: Path) -> None:
+    """Pause every DAG, then wait up to STOP_TIMEOUT until no task is queued or running."""
+    pause_dags(env)
+    token = api_token(base_url, read_passwords(password_file).get(ADMIN, ""))
+    if token is None:
+        print("Could not log in to count the running tasks: not waiting for them", flush=True)
+        return
+    deadline, quiet, shown = time.monotonic() + STOP_TIMEOUT, 0, False
+    # Zero twice in a row: a task the scheduler was queueing as the pause came in shows up.
+    while quiet < 2 and time.monotonic() < deadline:
+        count = active_tasks(base_url, token)
+        quiet = quiet + 1 if count == 0 else 0
+        if count and not shown:
+            print(
+                f"Waiting for {count} running task(s) to finish (at most {STOP_TIMEOUT:.0f} s; "
+                "Ctrl-C again stops now) ...",
+                flush=True,
+            )
+            shown = True
+        time.sleep(1)
+    if quiet < 2:
+        print("Tasks still running: they fail now and are retried on the next start", flush=True)
 
 
 def _raise_stop(signum: int, frame: object) -> None:
@@ -117,17 +255,20 @@ def _raise_stop(signum: int, frame: object) -> None:
 def run() -> None:
     azurite_port = _port("PAINTING_AZURITE_PORT", 10000)
     model_port = _port("PAINTING_MODEL_PORT", 8001)
-    airflow_port = _port("PAINTING_AIRFLOW_PORT", 8080)
+    api_port = airflow_port()
     for name, port in (
         ("Azurite (blob storage)", azurite_port),
         ("reference model service", model_port),
-        (AIRFLOW_NAME, airflow_port),
+        (AIRFLOW_NAME, api_port),
     ):
         local_services.check_port_free(name, port, HOST)
 
-    env = local_services.airflow_env(AIRFLOW_HOME, airflow_port, HOST)
+    env = airflow_env(api_port)
+    password_file = Path(env[PASSWORDS_FILE_VAR])
+    chosen_password = os.environ.get(ADMIN_PASSWORD_VAR) or None
     services: list[ServiceProcess] = []
-    standalone = AirflowStandalone(env, airflow_port, LOG_DIR / "airflow-standalone.log")
+    standalone = AirflowStandalone(env, api_port, LOG_DIR / "airflow-standalone.log")
+    tasks_may_run = False
     try:
         print(f"Starting Azurite on {HOST}:{azurite_port} (data in {AZURITE_DIR}) ...", flush=True)
         services.append(local_services.azurite(AZURITE_DIR, azurite_port, LOG_DIR / "azurite.log"))
@@ -149,21 +290,26 @@ def run() -> None:
         AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
         airflow(env, "db", "migrate")
         define_connections(env, azurite_port, model_port)
+        if chosen_password:
+            set_admin_password(password_file, chosen_password)
+        to_unpause = pause_dags(env)  # until the api-server answers: see pause_dags
 
         print(f"Starting airflow standalone (log {standalone.log_path}) ...", flush=True)
         standalone.start()
         standalone.wait_healthy(STARTUP_TIMEOUT)
         airflow(env, "dags", "reserialize")
-        airflow(env, "dags", "unpause", DAG_ID)
+        tasks_may_run = True
+        unpause_dags(env, sorted({*to_unpause, DAG_ID}))
 
         output_dir = os.environ.get("AIRFLOW_VAR_PAINTING_OUTPUT_DIR") or str(
             AIRFLOW_HOME / settings.DEFAULT_OUTPUT_SUBDIR
         )
         print(
-            f"\nAirflow UI:  http://{HOST}:{airflow_port}/\n"
-            f"Log in as admin, password {admin_password()}\n"
+            f"\nAirflow UI:  http://{HOST}:{api_port}/\n"
+            f"{login_text(password_file, chosen_password is not None)}\n"
             f"DAG {DAG_ID} is unpaused; ledgers (JSON lines) in {output_dir}/\n"
             f"Service logs in {LOG_DIR}/, task logs in {AIRFLOW_HOME / 'logs'}/\n"
+            'Airflow CLI against this stack: make airflow ARGS="dags list"\n'
             "Ctrl-C stops everything.\n",
             flush=True,
         )
@@ -174,6 +320,18 @@ def run() -> None:
             f"{standalone.log_tail()}"
         )
     finally:
+        if tasks_may_run and standalone.running:
+            print(
+                "Pausing the DAGs (the next make run unpauses them) so that stopping cuts off "
+                "no running task ...",
+                flush=True,
+            )
+            try:
+                let_running_tasks_finish(env, standalone.base_url, password_file)
+            except Stop:
+                print("Not waiting for the running tasks", flush=True)
+            except (StartupError, OSError, ValueError, KeyError) as error:
+                print(f"Could not wait for the running tasks: {error}", flush=True)
         # Ignore a second Ctrl-C while shutting down: stopping must run to the end.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

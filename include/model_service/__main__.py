@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--issue-log", default=None, help="append anomalies to this JSONL file")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log one line per request (default on; --no-access-log for load tests)",
+    )
     faults = parser.add_argument_group(
         "fault injection (off by default; see include/model_service/faults.py)"
     )
@@ -88,7 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     data = None if args.no_model else args.data
     if data is not None and not Path(data).is_file():
         print(f"warning: {data} not found; serving without a model", file=sys.stderr)
-    common = {"host": args.host, "port": args.port, "log_level": "warning", "access_log": False}
+    # INFO: uvicorn's start lines ("Uvicorn running on ...") and, with the access log, one line per
+    # request; both go to the log file `make run` gives the service (.local/logs/model-service.log).
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": "info",
+        "access_log": args.access_log,
+    }
     if args.workers > 1:
         # Worker processes rebuild the app from an import string, so settings travel via env.
         os.environ[app_module.ENV_DATA] = data or ""

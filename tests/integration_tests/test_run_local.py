@@ -42,3 +42,37 @@ def test_a_taken_port_is_reported_by_name_without_a_traceback(variable, service)
     assert result.returncode == 1
     assert f"{service} cannot start: port {taken} on 127.0.0.1 is already in use" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def make_dry_run(target: str) -> str:
+    """The commands ``make <target>`` would run on a fresh machine (-B: as if nothing is built)."""
+    result = subprocess.run(
+        ["make", "--dry-run", "--always-make", target],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_make_run_installs_only_the_venv_and_azurite_no_debian_packages():
+    commands = make_dry_run("run")
+    assert "pip install" in commands
+    assert "npm ci" in commands
+    assert "install_system_packages.sh" not in commands, "make run must not need root"
+
+
+@pytest.mark.parametrize("target", ["test", "bench"])
+def test_make_test_and_bench_install_the_debian_packages(target):
+    assert "scripts/install_system_packages.sh" in make_dry_run(target)
+
+
+def test_make_test_fast_lints_and_runs_only_the_unit_and_dag_validation_tests():
+    commands = make_dry_run("test-fast").splitlines()
+    assert ".venv/bin/ruff check ." in commands
+    assert ".venv/bin/ruff format --check ." in commands
+    pytest_runs = [c for c in commands if " -m pytest" in c]
+    assert pytest_runs == [".venv/bin/python -m pytest tests/unit_tests tests/dag_validation_tests"]
+    assert not any("install_system_packages" in c or "npm ci" in c for c in commands)
