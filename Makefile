@@ -45,8 +45,8 @@ test: install system-packages lint ## Lint, then run the whole test suite (insta
 	$(PY) -m pytest
 
 # The edit-test loop: no services, no Airflow started; make test stays the whole suite.
-test-fast: lint ## Lint, unit tests and DAG validation only (well under a minute; no services)
-	$(PY) -m pytest tests/unit_tests tests/dag_validation_tests
+test-fast: lint ## Lint, unit tests, DAG validation and the tests' layout (well under a minute; no services)
+	$(PY) -m pytest tests/unit_tests tests/dag_validation_tests tests/layout_tests
 
 lint: $(VENV)/.installed ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .

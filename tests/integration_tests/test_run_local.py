@@ -69,10 +69,12 @@ def test_make_test_and_bench_install_the_debian_packages(target):
     assert "scripts/install_system_packages.sh" in make_dry_run(target)
 
 
-def test_make_test_fast_lints_and_runs_only_the_unit_and_dag_validation_tests():
+def test_make_test_fast_lints_and_runs_only_the_unit_dag_validation_and_layout_tests():
     commands = make_dry_run("test-fast").splitlines()
     assert ".venv/bin/ruff check ." in commands
     assert ".venv/bin/ruff format --check ." in commands
     pytest_runs = [c for c in commands if " -m pytest" in c]
-    assert pytest_runs == [".venv/bin/python -m pytest tests/unit_tests tests/dag_validation_tests"]
+    assert pytest_runs == [
+        ".venv/bin/python -m pytest tests/unit_tests tests/dag_validation_tests tests/layout_tests"
+    ]
     assert not any("install_system_packages" in c or "npm ci" in c for c in commands)
