@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 
 from scripts import local_services
+from tests.support.make_targets import json_listing
+from tests.support.make_targets import make_airflow as support_make_airflow
 
 pytestmark = pytest.mark.e2e
 
@@ -108,18 +110,7 @@ def parse_time(value: str) -> datetime:
 
 def make_airflow(env: dict[str, str], args: str) -> list[dict[str, Any]]:
     """``make airflow ARGS=...`` with JSON output, parsed ([] if it printed none)."""
-    result = subprocess.run(
-        ["make", "--no-print-directory", "airflow", f"ARGS={args} --output json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    # A JSON line, or a message such as "No paused DAGs were found".
-    listed = next((line for line in result.stdout.splitlines() if line.startswith("[")), "[]")
-    return json.loads(listed)
+    return json_listing(support_make_airflow(env, f"{args} --output json", timeout=120))
 
 
 class MakeRun:

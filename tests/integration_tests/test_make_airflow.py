@@ -4,35 +4,25 @@ stack test (test_local_stack_start.py) uses it while ``make run`` runs."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from pathlib import Path
 
 from scripts import run_local
+from tests.support.make_targets import json_listing
+from tests.support.make_targets import make_airflow as support_make_airflow
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def make_airflow(state_dir: Path, args: str) -> str:
-    env = {**os.environ, "PAINTING_STATE_DIR": str(state_dir)}
-    result = subprocess.run(
-        ["make", "--no-print-directory", "airflow", f"ARGS={args}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return support_make_airflow({**os.environ, "PAINTING_STATE_DIR": str(state_dir)}, args)
 
 
 def test_make_airflow_uses_make_runs_home_and_sees_the_package_dags(tmp_path: Path) -> None:
     make_airflow(tmp_path, "db migrate")
     make_airflow(tmp_path, "dags reserialize")
     out = make_airflow(tmp_path, "dags list --output json")
-    listed = json.loads(next(line for line in out.splitlines() if line.startswith("[")))
+    listed = json_listing(out)
     assert {d["dag_id"] for d in listed} >= {"painting_simulator", "painting_replay"}
     assert all(d["fileloc"].startswith(str(REPO / "dags")) for d in listed), listed
     assert (tmp_path / ".airflow" / "airflow.db").exists(), "AIRFLOW_HOME is make run's"
