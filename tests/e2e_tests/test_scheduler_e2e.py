@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from include.painting_simulator.settings import LEDGER_FILES
-from scripts import local_services
+from scripts import local_services, run_local
 from tests.support.airflow_api import DAG_ID
 from tests.support.standalone import HOST, Standalone
 
@@ -115,3 +115,12 @@ def test_scheduler_runs_the_dag_while_unpaused_and_stops_when_paused(
     time.sleep(3 * INTERVAL_SECONDS)
     after = {r["dag_run_id"] for r in server.runs()}
     assert after == before, f"runs created while paused: {sorted(after - before)}"
+
+    # Stop only once no task is in flight (as make run does at Ctrl-C): standalone's shutdown
+    # waits for its components' output, and a task cut off mid-run can hold that pipe open past
+    # the fixture's stop check. A paused DAG's running tasks still finish; none start.
+    server.wait_for(
+        "no task instance queued or running",
+        lambda: run_local.active_tasks(server.base_url, server.token) == 0,
+        timeout=120,
+    )
