@@ -73,12 +73,6 @@ def account_name(hook: WasbHook, container: str, blob: str) -> str:
     return hook.blob_service_client.account_name
 
 
-def read_blob(hook: WasbHook, container: str, blob: str) -> bytes | None:
-    """The blob's bytes, or ``None`` if it no longer exists."""
-    downloaded = download_blob(hook, container, blob)
-    return None if downloaded is None else downloaded[0]
-
-
 class StorageError(RuntimeError):
     """Storage could not be read; the message says why in words a user can act on."""
 
