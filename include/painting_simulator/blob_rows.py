@@ -73,21 +73,29 @@ class BlobRows:
             ) from None
 
     def _read(self, name: str) -> tuple[Entries, dict[str, str]] | None:
-        if self.cache is not None:
-            # One properties request; the download only if this version is not cached yet.
-            current = self._storage(blob_storage.blob_version, name)
-            if current is None:
-                return None
-            identity = self.cache.identity(self._storage(blob_storage.account_name, name),
-                                           self.container, name)  # fmt: skip
-            cached = self.cache.open(identity, current["etag"])
-            if cached is not None:
-                return cached, current
+        if self.cache is None:
+            fresh = self._download(name)
+            return None if fresh is None else (fresh[0], fresh[1])
+        # One properties request; the download only if this version is not cached yet.
+        current = self._storage(blob_storage.blob_version, name)
+        if current is None:
+            return None
+        account = self._storage(blob_storage.account_name, name)
+        identity = self.cache.identity(account, self.container, name)
+        cached = self.cache.open(identity, current["etag"])
+        if cached is not None:
+            return cached, current
+        fresh = self._download(name)
+        if fresh is None:
+            return None
+        entries, version, size = fresh
+        return self.cache.keep(identity, version["etag"], entries, size=size), version
+
+    def _download(self, name: str) -> tuple[list[dict[str, Any]], dict[str, str], int] | None:
+        """The blob's entries, its version and size in bytes, or None if it is gone. The version
+        is the download's own: bytes and ETag belong together."""
         downloaded = self._storage(blob_storage.download_blob, name)
         if downloaded is None:
             return None
-        data, version = downloaded  # the download's own version: bytes and ETag belong together
-        entries = csv_format.parse_csv(data)
-        if self.cache is not None:
-            return self.cache.keep(identity, version["etag"], entries, size=len(data)), version
-        return entries, version
+        data, version = downloaded
+        return csv_format.parse_csv(data), version, len(data)
