@@ -24,7 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-FEATURES: tuple[str, ...] = ("voltage", "current", "temper")
+from include.model_service.issue_codes import (
+    FEATURES,
+    MACHINE_ISSUE,
+    feature_issue,
+    invalid_issue,
+)
+
 # CSV column of each request field, as the simulator maps them.
 CSV_COLUMNS: dict[str, str] = {
     "thick": "Thick",
@@ -37,12 +43,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "current": (5.0, 400.0),
     "temper": (25.0, 40.0),
 }
-ISSUE_PREFIX: dict[str, str] = {
-    "voltage": "PAINT-EQ-VOL",
-    "current": "PAINT-EQ-CUR",
-    "temper": "PAINT-EQ-TEM",
-}
-MACHINE_ISSUE = "PAINT-EQ-MCH"
 THRESHOLD = 0.1  # relative thickness error at or above which a row is an anomaly
 MCH_THRESHOLD = 2.0  # sum of |attributions| below which the machine (not an input) is blamed
 
@@ -55,7 +55,7 @@ def range_issue(record: Mapping[str, float]) -> str | None:
     for feature in FEATURES:
         lo, hi = RANGES[feature]
         if not lo <= float(record[feature]) <= hi:  # NaN fails both comparisons
-            return f"{ISSUE_PREFIX[feature]}-INVALID"
+            return invalid_issue(feature)
     return None
 
 
@@ -163,7 +163,7 @@ class ThicknessModel:
         if sum(abs(v) for v in phi.values()) < MCH_THRESHOLD:
             return MACHINE_ISSUE
         feature = max(FEATURES, key=lambda f: abs(phi[f]))  # ties: first feature in FEATURES
-        return f"{ISSUE_PREFIX[feature]}-{'HIGH' if phi[feature] > 0 else 'LOW'}"
+        return feature_issue(feature, phi[feature] > 0)
 
     def info(self) -> dict[str, object]:
         """Return a JSON-ready description of the model and its decision settings."""
