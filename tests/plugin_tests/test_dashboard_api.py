@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from include.painting_simulator.settings import LEDGER_FILES
 from tests.support.dashboard import IMG_MACHINE, SCRIPT_MACHINE
 
 pytestmark = pytest.mark.integration
@@ -88,6 +89,33 @@ def test_the_index_follows_a_growing_ledger(dag_run_ledgers, airflow_app):
     assert after["totals"]["total"] == 2 * before["totals"]["total"]
     newest = client.get(RECENT, params={"limit": 1}, headers=auth).json()["records"][0]
     assert newest["run_id"] == simulator.runs[-1].run_id == after["simulator"]["last_run"]["run_id"]
+
+
+def test_lines_that_are_not_records_are_neither_listed_nor_counted(dag_run_ledgers, airflow_app):
+    """The table and ``total`` agree, so paging "Older" until ``offset + limit >= total``
+    reaches the oldest record; the index counts those lines in ``skipped_lines``."""
+    simulator, _ = dag_run_ledgers
+    client = airflow_app.client
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+    anomalies = simulator.ledger("anomaly")
+    path = simulator.output_dir / LEDGER_FILES["anomaly"]
+    not_records = ['{"note": "hand-edited, no timestamp"}', '{"timestamp": "soon"}', "[1, 2]"]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(not_records) + "\n")
+
+    listed: list[dict[str, Any]] = []
+    offset, limit = 0, 2
+    while True:  # what the page's pager does
+        page = client.get(RECENT, params={"limit": limit, "offset": offset}, headers=auth).json()
+        assert page["total"] == len(anomalies)
+        listed += page["records"]
+        if offset + limit >= page["total"]:
+            break
+        offset += limit
+    assert listed == anomalies[::-1]
+    summary = client.get(SUMMARY, params={"range": "all"}, headers=auth).json()
+    assert summary["skipped_lines"] == len(not_records)
+    assert summary["totals"]["anomaly"] == len(anomalies)
 
 
 @pytest.mark.parametrize("path", [RECENT, SUMMARY])

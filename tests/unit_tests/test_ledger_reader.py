@@ -80,6 +80,29 @@ def test_newest_records_pages_from_the_end_and_skips_lines_it_cannot_parse(tmp_p
     assert newest_records(str(path), limit=10, offset=30) == []
 
 
+def test_the_table_lists_exactly_the_records_the_index_counts(tmp_path: Path):
+    """One definition of "a record": what the index skips, the table skips too, so the pages
+    add up to ``total`` and the oldest record is on the last page."""
+    path = tmp_path / LEDGER_FILES["anomaly"]
+    records = [anomaly(i, f"2026-01-01T00:{i:02d}:00.000Z") for i in range(7)]
+    failure = failure_record(
+        dag_id="painting_simulator", run_id="manual__x", task_id="pull_window",
+        try_number=1, cause="storage unreachable", logged_at="2026-01-01T00:30:00.000Z",
+    )  # fmt: skip
+    not_records = [{"no": "timestamp"}, {"timestamp": "not a time"}, {"timestamp": 7}, failure]
+    write_lines(path, [records[0], *not_records, *records[1:], not_records[0]])
+    ledgers = LedgerSet(str(tmp_path))
+    first = ledgers.recent("anomaly", limit=3)
+    assert first["total"] == len(records)
+    rows: list[int] = []
+    for offset in range(0, first["total"], 3):  # "Older" until offset + limit >= total
+        rows += [r["source"]["row"] for r in ledgers.recent("anomaly", 3, offset)["records"]]
+    assert rows == list(range(6, -1, -1))  # every record once, the oldest included
+    summary = ledgers.summary(None, minute_of("2026-01-01T01:00:00Z"))
+    assert summary["skipped_lines"] == 4  # lines without an ISO timestamp (one of them twice)
+    assert summary["run_failures"] == 1
+
+
 def test_newest_records_reads_only_the_end_of_a_big_ledger(tmp_path: Path, monkeypatch):
     """A page of 10 from a 20,000-line ledger reads a block or two, not the whole file."""
     path = tmp_path / LEDGER_FILES["anomaly"]

@@ -14,8 +14,9 @@ months of simulation they hold millions of lines. Two ways of reading keep the d
 Run failures are counted from their own ledger (``painting_run_failures.jsonl``); a failure
 record that an earlier version left in ``painting_errors.jsonl`` is counted as a run failure
 too, never as an error row. Lines are read defensively: future fields are ignored; a line that
-is not a JSON object with a ``timestamp`` is counted as skipped, never fatal. A torn last line
-(a writer still appending) is left for the next refresh.
+is not a record (:func:`read_line`: a JSON object with an ISO-8601 ``timestamp``) is counted as
+skipped by the index and left out of the table alike, never fatal. A torn last line (a writer
+still appending) is left for the next refresh.
 
 No Airflow here: the dashboard plugin resolves the output directory and calls this module.
 """
@@ -31,8 +32,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
+from include.painting_simulator.records import is_row_record
 from include.painting_simulator.settings import KINDS, LEDGER_FILES, RUN_FAILURES_LEDGER
 
 # Counts are kept per minute for the 8 days before the newest record, per hour before that.
@@ -83,19 +85,27 @@ def parse_record(line: bytes) -> dict[str, Any] | None:
 
 
 def newest_records(path: str, limit: int, offset: int = 0) -> list[dict[str, Any]]:
-    """Records ``offset`` .. ``offset + limit - 1`` counted from the newest, newest first."""
+    """Row records ``offset`` .. ``offset + limit - 1`` counted from the newest, newest first.
+
+    Only lines the index counts as rows are listed (:func:`read_line`): a line that is not a
+    record is neither a row of the page nor counted in ``offset``, so the pages add up to the
+    index's total.
+    """
     records: list[dict[str, Any]] = []
     if limit <= 0:
         return records
+    decoder = _decoder()
     skip = offset
-    for line in lines_backwards(path):
-        record = parse_record(line)
-        if record is None:
+    for raw in lines_backwards(path):
+        line = read_line(raw, decoder)
+        if line is None or not line.is_row:
             continue
         if skip:
             skip -= 1
             continue
-        records.append(record)
+        record = parse_record(raw)
+        if record is not None:  # always, once read_line took it (kept for the type checker)
+            records.append(record)
         if len(records) >= limit:
             break
     return records
@@ -148,10 +158,24 @@ def _bump(table: dict[int, dict[str, int]], minute: int, name: Any) -> None:
         counts[name] = counts.get(name, 0) + 1
 
 
-def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any, Any] | None:
-    """(timestamp, run_id, issue, machineId, record_type) of one line; None if not a record.
+class Line(NamedTuple):
+    """What the index and the table need of one ledger line that is a record."""
 
-    ``record_type`` is set only on records that are not rows (a run's failure record).
+    minute: int  # of its ``timestamp`` (UTC)
+    timestamp: str
+    run_id: Any
+    issue: Any
+    machine: Any
+    is_row: bool  # False: a run's failure record (records.is_row_record)
+
+
+def read_line(line: bytes, decoder: Any) -> Line | None:
+    """The record on one ledger line; None if the line is not a record.
+
+    The dashboard's one definition of "a record", used by the index (counts, ``skipped_lines``)
+    and by the recent-anomalies table (:func:`newest_records`): a JSON object whose
+    ``timestamp`` is an ISO-8601 time. A record is a row unless it has a ``record_type``
+    (:func:`records.is_row_record`): a run's failure record, which is not a row.
     """
     import msgspec
 
@@ -162,21 +186,27 @@ def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any, Any] | None:
         machine = (prediction.machineId if prediction else None) or (
             data.machineId if data else None
         )
-        return row.timestamp, row.run_id, issue, machine, row.record_type
+        timestamp, run_id = row.timestamp, row.run_id
+        is_row = row.record_type is msgspec.UNSET  # no record_type key: is_row_record's rule
     except msgspec.ValidationError:
-        pass  # an unexpected shape (e.g. a list where a record was expected): slow path
+        # An unexpected shape (e.g. a list where a record was expected): the slow path.
+        record = parse_record(line)
+        if record is None:
+            return None
+        prediction = record.get("prediction") if isinstance(record.get("prediction"), dict) else {}
+        data = record.get("original_data") if isinstance(record.get("original_data"), dict) else {}
+        issue, machine = (
+            prediction.get("issue"),
+            prediction.get("machineId") or data.get("machineId"),
+        )
+        timestamp, run_id = record.get("timestamp"), record.get("run_id")
+        is_row = is_row_record(record)
     except msgspec.DecodeError:
         return None
-    record = parse_record(line)
-    if record is None:
+    minute = minute_of(timestamp)
+    if minute is None:
         return None
-    prediction = record.get("prediction") if isinstance(record.get("prediction"), dict) else {}
-    data = record.get("original_data") if isinstance(record.get("original_data"), dict) else {}
-    machine = prediction.get("machineId") or data.get("machineId")
-    timestamp, run_id, record_type = (
-        record.get("timestamp"), record.get("run_id"), record.get("record_type")
-    )  # fmt: skip
-    return timestamp, run_id, prediction.get("issue"), machine, record_type
+    return Line(minute, timestamp, run_id, issue, machine, is_row)
 
 
 @cache
@@ -192,7 +222,7 @@ def _decoder() -> Any:
             ("run_id", Any, None),
             ("prediction", reading | None, None),
             ("original_data", reading | None, None),
-            ("record_type", Any, None),
+            ("record_type", Any, msgspec.UNSET),  # absent vs null, as is_row_record
         ],
     )
     return msgspec.json.Decoder(row)
@@ -287,14 +317,13 @@ class LedgerIndex:
         self.keys[low:high] = sorted({minute - minute % 60 for minute in segment})
         self.hourly_before = cutoff
 
-    def _add(self, line: bytes, decoder: Any) -> None:
-        fields = _fields(line, decoder)
-        minute = minute_of(fields[0]) if fields else None
-        if fields is None or minute is None:
+    def _add(self, raw: bytes, decoder: Any) -> None:
+        line = read_line(raw, decoder)
+        if line is None:
             self.skipped += 1
             return
-        timestamp, run_id, issue, machine, record_type = fields
-        if record_type is not None:
+        minute, timestamp, run_id, issue, machine, is_row = line
+        if not is_row:
             self.run_failures += 1  # not a row: never counted as an error row
             return
         self.lines += 1
