@@ -4,7 +4,7 @@
 "use strict";
 
 const REFRESH_MS = 15000;
-const state = { range: "1h", pageSize: 20, offset: 0, charts: {} };
+const state = { range: "1h", pageSize: 20, offset: 0, charts: {}, now: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -162,8 +162,25 @@ function renderSummary(summary) {
   $("empty").hidden = summary.counts.total !== 0;
   $("empty-range").textContent = nothingAtAll ? "" : " in this time range";
   document.body.dataset.empty = String(nothingAtAll);
+  renderFuture(summary.future);
   renderCharts(summary);
   renderMachines(summary);
+}
+
+// Records stamped after the api-server's now (a machine with a wrong clock, a hand-edited
+// ledger): counted in "everything", never in the timeline, and said so here.
+function renderFuture(future) {
+  const box = $("future");
+  const n = future ? future.total : 0;
+  box.hidden = !n;
+  box.textContent = n
+    ? `${fmtNumber(n)} ${n === 1 ? "record is" : "records are"} stamped in the future (after now, by the api-server's clock): counted in "everything" and in the totals, not in the timeline.`
+    : "";
+}
+
+function isFuture(iso) {
+  const date = new Date(iso);
+  return state.now !== null && !isNaN(date) && date > state.now;
 }
 
 function renderRecent(page) {
@@ -174,8 +191,13 @@ function renderRecent(page) {
     const data = record.original_data || {};
     const pick = (key) => (prediction[key] !== undefined ? prediction[key] : data[key]);
     const tr = el("tr");
+    const logged = el("td", fmtTime(record.timestamp));
+    if (isFuture(record.timestamp)) {
+      tr.className = "future";
+      logged.append(el("span", "future", "badge future"));
+    }
     tr.append(
-      el("td", fmtTime(record.timestamp)),
+      logged,
       el("td", pick("timeStamp") ?? "–"),
       el("td", pick("machineId") ?? "–", "machine"),
       el("td", prediction.issue ?? "–", "issue"),
@@ -205,6 +227,7 @@ async function refresh() {
         getJson(`api/summary?range=${encodeURIComponent(state.range)}`),
         getJson(`api/anomalies/recent?limit=${state.pageSize}&offset=${state.offset}`),
       ]);
+      state.now = new Date(summary.generated_at); // the api-server's clock, not the browser's
       renderRecent(recent);
       showError(null);
       if (summary.indexing) {

@@ -8,8 +8,10 @@ months of simulation they hold millions of lines. Two ways of reading keep the d
 * :class:`LedgerIndex` keeps **counts per minute** (per issue code and per machine for
   anomalies, per run) together with the byte offset it has consumed. Each refresh reads only
   the lines appended since; a file that shrank or was replaced (rotation) is indexed again.
-  Minutes more than 8 days before the newest record are folded into hours, so the index of
-  years of ledger stays small.
+  Minutes more than 8 days before **now** are folded into hours, so the index of years of
+  ledger stays small. Ages are measured from the clock, never from the ledger: a record
+  stamped in the future (a machine with a wrong clock, a hand-edited ledger) cannot fold the
+  present away; :meth:`LedgerSet.summary` counts such records apart (``future``).
 
 Run failures are counted from their own ledger (``painting_run_failures.jsonl``); a failure
 record that an earlier version left in ``painting_errors.jsonl`` is counted as a run failure
@@ -27,8 +29,9 @@ import bisect
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
@@ -37,7 +40,7 @@ from typing import Any, NamedTuple
 from include.painting_simulator.records import is_row_record
 from include.painting_simulator.settings import KINDS, LEDGER_FILES, RUN_FAILURES_LEDGER
 
-# Counts are kept per minute for the 8 days before the newest record, per hour before that.
+# Counts are kept per minute for the 8 days before now, per hour before that.
 MINUTE_DETAIL = 8 * 24 * 60
 BLOCK_SIZE = 1 << 16
 # Per-run counts are kept for the most recent runs only (the dashboard shows the last run).
@@ -136,6 +139,11 @@ def _utc_minute(minute: str) -> int:
         int(minute[14:16]), tzinfo=UTC,
     )  # fmt: skip
     return int((moment - _EPOCH).total_seconds() // 60)
+
+
+def now_minute() -> int:
+    """Now, in minutes since the epoch (UTC): the clock every age is measured from."""
+    return int(time.time() // 60)
 
 
 def minute_iso(minute: int) -> str:
@@ -250,8 +258,12 @@ class LedgerIndex:
     def reset(self) -> None:
         self.__init__(self.path)  # type: ignore[misc]
 
-    def refresh(self, block_size: int = 1 << 20) -> int:
-        """Index the lines appended since the last call; return how many were read."""
+    def refresh(self, block_size: int = 1 << 20, now: int | None = None) -> int:
+        """Index the lines appended since the last call; return how many were read.
+
+        ``now`` (minutes since the epoch, default: the clock) is where the 8 days of
+        per-minute detail are measured from."""
+        now = now_minute() if now is None else now
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
@@ -263,6 +275,7 @@ class LedgerIndex:
             self.reset()  # rotated, replaced or truncated: start over
             self.file_id = file_id
         if stat.st_size == self.offset:
+            self._compact(now)  # nothing new, but time went on
             return 0
         decoder = _decoder()
         read = 0
@@ -285,18 +298,19 @@ class LedgerIndex:
                         read += 1
                 self.offset += end + 1
                 fh.seek(self.offset)
-                self._compact()  # as it goes: a first pass over years stays small
+                self._compact(now)  # as it goes: a first pass over years stays small
         return read
 
-    def _compact(self) -> None:
-        """Fold minutes older than ``MINUTE_DETAIL`` before the newest record into hours.
+    def _compact(self, now: int) -> None:
+        """Fold minutes older than ``MINUTE_DETAIL`` before ``now`` into hours.
 
         Per-minute detail is only needed by the short ranges; years of ledger kept per minute
         would cost gigabytes. Ranges reaching further back use buckets of an hour or more.
+        The cut-off follows the clock only: the newest record may be stamped in the future.
         """
         if not self.keys:
             return
-        cutoff = self.keys[-1] - MINUTE_DETAIL
+        cutoff = now - MINUTE_DETAIL
         cutoff -= cutoff % 60
         if cutoff <= self.hourly_before:
             return
@@ -395,8 +409,9 @@ class LedgerSet:
     answered at once instead of waiting. Later refreshes read only the new lines, inline.
     """
 
-    def __init__(self, output_dir: str) -> None:
+    def __init__(self, output_dir: str, clock: Callable[[], int] = now_minute) -> None:
         self.output_dir = output_dir
+        self.clock = clock  # now, in minutes: the fold of old minutes is measured from it
         self.indexes = {
             kind: LedgerIndex(os.path.join(output_dir, name)) for kind, name in LEDGER_FILES.items()
         }
@@ -407,9 +422,10 @@ class LedgerSet:
         self._builder_lock = threading.Lock()  # not _lock: the builder holds that one
 
     def refresh(self) -> None:
+        now = self.clock()  # taken as each request is answered
         with self._lock:
             for index in self._all():
-                index.refresh()
+                index.refresh(now=now)
 
     def _all(self) -> list[LedgerIndex]:
         return [*self.indexes.values(), self.failures]
@@ -464,10 +480,16 @@ class LedgerSet:
 
     def summary(self, start: int | None, end: int, wait: float = 1.0) -> dict[str, Any]:
         """Counts, anomaly rate, timeline and breakdowns for minutes ``start`` <= m < ``end``;
-        ``{"indexing": progress}`` while the first pass over the ledgers is still running."""
+        ``{"indexing": progress}`` while the first pass over the ledgers is still running.
+
+        ``end`` is the minute after now (the plugin's clock at answering). Records stamped at
+        ``end`` or later are in the future: counted in ``future``, and, when ``start`` is None
+        ("all"), in the counts and breakdowns too, but never in the timeline, which ends now.
+        """
         if not self.ready(wait):
             return {"indexing": {"progress": self.progress()}}
         with self._lock:
+            everything = start is None
             anomalies = self.indexes["anomaly"]
             if start is None:  # all of it: from the first minute any ledger holds
                 firsts = [i.keys[0] for i in self.indexes.values() if i.keys]
@@ -483,8 +505,12 @@ class LedgerSet:
                     n = index.minutes[minute]
                     counts[kind] += n
                     timeline[minute - minute % width][kind] += n
-            by_issue = anomalies.breakdown("issues", start, end)
-            by_machine = anomalies.breakdown("machines", start, end)
+            future = {kind: index.count(end, None) for kind, index in self.indexes.items()}
+            if everything:
+                counts = {kind: n + future[kind] for kind, n in counts.items()}
+            until = None if everything else end
+            by_issue = anomalies.breakdown("issues", start, until)
+            by_machine = anomalies.breakdown("machines", start, until)
             totals = {kind: index.lines for kind, index in self.indexes.items()}
             skipped = sum(index.skipped for index in self.indexes.values())
             run_failures = sum(index.run_failures for index in self._all())
@@ -503,6 +529,7 @@ class LedgerSet:
             "totals": {**totals, "total": sum(totals.values())},
             "skipped_lines": skipped,
             "run_failures": run_failures,
+            "future": {**future, "total": sum(future.values())},
             "newest_record": newest,
         }
 
