@@ -15,6 +15,32 @@ function el(tag, text, className) {
   return node;
 }
 
+// A table cell for a value from the ledgers, which may be of any length (a 5,000-character
+// machineId): cut with an ellipsis by the style sheet (.cut), whole on hover (title, as text).
+function cutCell(value, className) {
+  const text = value === undefined || value === null ? "–" : String(value);
+  const td = el("td", null, className);
+  const span = el("span", text, "cut");
+  span.title = text;
+  td.append(span);
+  return td;
+}
+
+// A chart label cut to `max` characters (the axis keeps its room for the bars).
+const AXIS_LABEL_CHARS = 24;
+function shorten(text, max = AXIS_LABEL_CHARS) {
+  const value = String(text);
+  return value.length > max ? value.slice(0, max - 1) + "…" : value;
+}
+
+// A tooltip shows a long label in lines (at most 4 of 48 characters: a canvas has no scroll).
+function tooltipLines(text) {
+  const value = shorten(text, 4 * 48);
+  const lines = [];
+  for (let i = 0; i < value.length; i += 48) lines.push(value.slice(i, i + 48));
+  return lines;
+}
+
 function fmtNumber(value) {
   return typeof value === "number" ? value.toLocaleString("en-US") : "–";
 }
@@ -122,8 +148,14 @@ function renderCharts(summary) {
     },
     options: {
       animation: false, maintainAspectRatio: false, indexAxis: "y",
-      plugins: { legend: { display: false } },
-      scales: { x: { beginAtZero: true, ticks: { precision: 0 } } },
+      plugins: {
+        legend: { display: false },
+        tooltip: { callbacks: { title: (items) => (items.length ? tooltipLines(items[0].label) : "") } },
+      },
+      scales: {
+        x: { beginAtZero: true, ticks: { precision: 0 } },
+        y: { ticks: { callback(value) { return shorten(this.getLabelForValue(value)); } } },
+      },
     },
   });
 }
@@ -133,7 +165,7 @@ function renderMachines(summary) {
   const total = summary.counts.anomaly || 0;
   const rows = summary.by_machine.map((m) => {
     const tr = el("tr");
-    tr.append(el("td", m.machine, "machine"), el("td", fmtNumber(m.count), "num"));
+    tr.append(cutCell(m.machine, "machine"), el("td", fmtNumber(m.count), "num"));
     const share = el("td");
     const bar = el("span", null, "share");
     bar.style.width = Math.round((total ? m.count / total : 0) * 160) + "px";
@@ -191,20 +223,20 @@ function renderRecent(page) {
     const data = record.original_data || {};
     const pick = (key) => (prediction[key] !== undefined ? prediction[key] : data[key]);
     const tr = el("tr");
-    const logged = el("td", fmtTime(record.timestamp));
+    const logged = cutCell(fmtTime(record.timestamp));
     if (isFuture(record.timestamp)) {
       tr.className = "future";
       logged.append(el("span", "future", "badge future"));
     }
     tr.append(
       logged,
-      el("td", pick("timeStamp") ?? "–"),
-      el("td", pick("machineId") ?? "–", "machine"),
-      el("td", prediction.issue ?? "–", "issue"),
-      el("td", fmtMeasure(pick("thick")), "num"),
-      el("td", fmtMeasure(pick("voltage")), "num"),
-      el("td", fmtMeasure(pick("current")), "num"),
-      el("td", fmtMeasure(pick("temper")), "num"),
+      cutCell(pick("timeStamp")),
+      cutCell(pick("machineId"), "machine"),
+      cutCell(prediction.issue, "issue"),
+      cutCell(fmtMeasure(pick("thick")), "num"),
+      cutCell(fmtMeasure(pick("voltage")), "num"),
+      cutCell(fmtMeasure(pick("current")), "num"),
+      cutCell(fmtMeasure(pick("temper")), "num"),
     );
     return tr;
   });
