@@ -53,10 +53,18 @@ function fmtRate(rate) {
   return typeof rate === "number" ? (rate * 100).toFixed(1) + " %" : "–";
 }
 
-function fmtTime(iso) {
-  if (!iso) return "–";
-  const date = new Date(iso);
-  if (isNaN(date)) return String(iso);
+// ISO-8601 times as the ledgers and the CSV spell them. Anything else is shown as written (a
+// browser's Date would read "5" as the year 2005). A time without a zone (a reading's timeStamp
+// as the machine wrote it) is shown as written too, never shifted by the browser's zone.
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$/;
+
+function fmtTime(value) {
+  if (value === undefined || value === null || value === "") return "–";
+  const text = String(value);
+  const match = ISO_TIME.exec(text);
+  if (!match) return text;
+  const date = new Date(text.replace(" ", "T") + (match[3] ? "" : "Z"));
+  if (isNaN(date)) return text; // e.g. a 13th month
   return date.toISOString().replace("T", " ").slice(0, 19);
 }
 
@@ -230,7 +238,7 @@ function renderRecent(page) {
     }
     tr.append(
       logged,
-      cutCell(pick("timeStamp")),
+      cutCell(fmtTime(pick("timeStamp"))),
       cutCell(pick("machineId"), "machine"),
       cutCell(prediction.issue, "issue"),
       cutCell(fmtMeasure(pick("thick")), "num"),

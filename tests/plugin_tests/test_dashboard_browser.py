@@ -87,7 +87,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     # Leave a JavaScript alert open instead of dismissing it, so the test can see it.
     options.unhandled_prompt_behavior = "ignore"
     # The driver path is given: Selenium Manager must not try to download one.
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    # A zone other than UTC: the page must not shift times that carry no zone.
+    service = Service("/usr/bin/chromedriver", env={**os.environ, "TZ": "Asia/Seoul"})
+    driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(60)
     try:
         yield driver
@@ -319,6 +321,18 @@ def test_very_long_values_are_cut_whole_on_hover_and_the_layout_holds(
     )
     assert axis["left"] >= 0
     assert axis["width"] < axis["chart"] / 2
+
+    # Logged and reading time alike when the reading time parses (not shifted by the browser's
+    # zone, Asia/Seoul here: a reading time has none), as written when it does not.
+    times = driver.execute_script(
+        "return [...document.querySelectorAll('#recent-table tbody tr')]"
+        ".map((tr) => [...tr.cells].slice(0, 2).map((td) => td.firstChild.textContent))"
+    )
+    assert [reading for _, reading in times] == [
+        LONG_READING_TIME, "2025-07-23 15:32:01", "2099-01-01 00:00:00",
+    ]  # fmt: skip
+    assert times[2][0] == "2099-01-01 00:00:00"
+    assert all(len(logged) == 19 and logged[10] == " " for logged, _ in times)
 
     # The record stamped 2099 is flagged: above the cards, and on its row.
     assert driver.find_element(By.ID, "future").is_displayed()
