@@ -210,7 +210,10 @@ def test_dashboard_shows_a_real_run_in_the_airflow_ui_and_escapes_markup(
     assert driver.find_element(By.ID, "count-anomaly").text == "4"
     assert driver.find_element(By.ID, "count-normal").text == "1"
     assert driver.find_element(By.ID, "sim-last-run").text.startswith(run.run_id)
-    assert driver.find_element(By.ID, "sim-last-outcome").text.startswith("success")
+    # The run's records are written before the run ends: a refresh in between shows it still
+    # running, the next one (15 s later) its outcome.
+    outcome = driver.find_element(By.ID, "sim-last-outcome")
+    wait_until("the run's outcome", lambda: outcome.text.startswith("success"), timeout=40)
 
     # The chart library came from the plugin (no other origin was asked for anything).
     origins = driver.execute_script(
