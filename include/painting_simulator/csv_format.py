@@ -292,8 +292,6 @@ def _find_header(
 def index_csv(data: bytes, *, vectorised: bool = True) -> Indexed:
     """The data records of a blob, found once (the cold path; see the module doc). Never raises
     for bad content. ``vectorised=False`` takes the line-by-line path for every file (tests)."""
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
     with _field_limit(len(data)):
         indexed = _index_clean(data) if vectorised else None
         return indexed if indexed is not None else _index_lines(*decode_lines(data))
@@ -351,6 +349,8 @@ def _index_clean(data: bytes) -> Indexed | None:
     the data rows, line ends ``\\n`` or ``\\r\\n``. Every line is then one record, so the index
     is the positions of the line ends (numpy), and only lines without a visible character are
     looked at in Python (are all their cells empty?). None: not such a file (the line path)."""
+    if data.startswith(codecs.BOM_UTF8):  # dropped, as decode_lines drops it
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

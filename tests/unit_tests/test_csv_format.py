@@ -242,6 +242,7 @@ def test_clean_files_take_the_vectorised_path_and_read_as_line_by_line(data: byt
         f"{HEADER}\n".encode() + "도장,t,1,2,3,4\n".encode("cp949"),  # not UTF-8
         f"{HEADER}\n".encode() + b"\xff\xfe,t,1,2,3,4\n",  # not UTF-8 nor CP949
         b"machineId,timeStamp,Thick\n1,t,1\n",  # a file error counts the rows it names
+        "\ufeff\ufeff".encode() + f"{HEADER}\n1,t,1\n".encode(),  # one BOM is dropped, not two
         b"\n" * 100 + f"{HEADER}\n1,t,1,2,3,4\n".encode(),  # header past the searched head
         ("sep=§\n" + HEADER.replace(",", "§") + "\n1§t§1§2§3§4\n").encode(),  # not ASCII
     ],
