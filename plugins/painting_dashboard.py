@@ -23,7 +23,6 @@ Airflow process loads plugins, only the api-server uses this one.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,12 +114,8 @@ def simulator_state(run_counts: Any) -> dict[str, Any]:
         }
 
 
-def _now_minute() -> int:
-    return int(time.time() // 60)
-
-
 def create_app() -> FastAPI:
-    from include.painting_simulator.dashboard.ledger_reader import ledger_set
+    from include.painting_simulator.dashboard.ledger_reader import ledger_set, now_minute
 
     app = FastAPI(
         title="Painting anomalies",
@@ -155,7 +150,7 @@ def create_app() -> FastAPI:
         if range_ not in RANGES:
             raise HTTPException(422, f"range={range_!r} is not one of {', '.join(RANGES)}")
         ledgers = ledger_set(output_dir())
-        end = _now_minute() + 1
+        end = now_minute() + 1
         minutes = RANGES[range_]
         result = ledgers.summary(None if minutes is None else end - minutes, end)
         if result["indexing"] is None:

@@ -1,7 +1,7 @@
 """The rows of a container's CSV blobs for one task: listed, fetched, parsed, each at most once.
 
 The one way the simulator and the replay read their input: :class:`BlobRows` lists the ``.csv``
-blobs under a prefix and hands out each blob's entries (:func:`csv_format.parse_csv`) in one
+blobs under a prefix and hands out each blob's entries (:class:`csv_format.Entries`) in one
 straight path — ask storage for the blob's version, take the parsed rows from the worker's row
 cache when that version is cached, else download, parse and cache them. Storage failures are
 raised as :class:`blob_storage.StorageError` naming the container and the blob.
@@ -75,7 +75,7 @@ class BlobRows:
     def _read(self, name: str) -> tuple[Entries, dict[str, str]] | None:
         if self.cache is None:
             fresh = self._download(name)
-            return None if fresh is None else (fresh[0], fresh[1])
+            return None if fresh is None else (fresh[0].entries(), fresh[1])
         # One properties request; the download only if this version is not cached yet.
         current = self._storage(blob_storage.blob_version, name)
         if current is None:
@@ -88,14 +88,14 @@ class BlobRows:
         fresh = self._download(name)
         if fresh is None:
             return None
-        entries, version, size = fresh
-        return self.cache.keep(identity, version["etag"], entries, size=size), version
+        indexed, version, size = fresh
+        return self.cache.keep(identity, version["etag"], indexed, size=size), version
 
-    def _download(self, name: str) -> tuple[list[dict[str, Any]], dict[str, str], int] | None:
-        """The blob's entries, its version and size in bytes, or None if it is gone. The version
-        is the download's own: bytes and ETag belong together."""
+    def _download(self, name: str) -> tuple[csv_format.Indexed, dict[str, str], int] | None:
+        """The blob's records (:func:`csv_format.index_csv`), its version and size in bytes, or
+        None if it is gone. The version is the download's own: bytes and ETag belong together."""
         downloaded = self._storage(blob_storage.download_blob, name)
         if downloaded is None:
             return None
         data, version = downloaded
-        return csv_format.parse_csv(data), version, len(data)
+        return csv_format.index_csv(data), version, len(data)

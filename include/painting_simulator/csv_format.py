@@ -20,6 +20,14 @@ its files by this module's code (:func:`format_fingerprint`): a change here rebu
 * Column names are stripped of spaces; an optional column named twice gets ``.1``, ``.2`` (as
   pandas does); a required column named twice makes the file unreadable (ambiguous).
 
+**Two steps, so that a tick reads only its window.** :func:`index_csv` (the cold path, once per
+blob version) finds the data records: a vectorised path (numpy over the bytes) for the files
+nearly every export is (UTF-8, no quote character in the rows, ``\n`` or ``\r\n`` line ends:
+each line is a record), the line-by-line path through the csv module for every other file.
+:class:`Entries` turns records into entries only when they are read, with the csv module's
+reader (or ``str.split``, which gives the same fields for unquoted lines), so both paths and
+every tick apply one set of rules; the row cache (:mod:`row_cache`) stores the index.
+
 :func:`parse_csv` returns one JSON-serialisable dict per data row, in file order. A row that
 cannot be read is still there, as an *error entry*: the row's raw values plus
 ``ERROR_KEY: reason``. A file that cannot be read at all (not text, a required column missing
@@ -32,14 +40,18 @@ them with a warning).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import functools
 import hashlib
 import io
+import itertools
 import re
-from collections.abc import Iterator, Mapping
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 # The columns a header must have: the request body is made of them (see row_mapping).
 MACHINE_ID = "machineId"
@@ -66,6 +78,7 @@ DELIMITERS = (",", ";", "\t")
 FALLBACK_ENCODING = "cp949"
 # Text of the file quoted in an error message is cut to this many characters.
 SHOWN_CHARS = 80
+NUL_BYTES = "contains NUL bytes: not a CSV text file (a spreadsheet or UTF-16?)"
 
 
 @functools.cache
@@ -160,21 +173,6 @@ def _choose_delimiter(header_line: str) -> str:
     return DELIMITERS[0]
 
 
-def _records(lines: list[str], delimiter: str) -> Iterator[tuple[list[str] | None, str, range]]:
-    """``(fields or None, csv error, 0-based line numbers)`` per record, blank ones included."""
-    reader = csv.reader(lines, delimiter=delimiter)
-    while True:
-        start = reader.line_num
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield None, str(exc), range(start, reader.line_num)
-            continue
-        yield fields, "", range(start, reader.line_num)
-
-
 def _column_names(header: list[str]) -> tuple[list[str], str | None]:
     """Unique column names (like pandas: an empty name is ``Unnamed: i``, a repeated optional
     column gets ``.1``, ``.2``), or an error if a required column is missing or repeated."""
@@ -205,57 +203,356 @@ def _column_names(header: list[str]) -> tuple[list[str], str | None]:
     return unique, None
 
 
-def parse_csv(data: bytes) -> list[dict[str, Any]]:
-    """One dict per data row (column -> text as written), in file order; rows and files that
-    cannot be read are error entries (see the module doc). Never raises for bad content."""
-    lines, undecodable = decode_lines(data)
-    if not any(line.strip() for line in lines):
-        return []
-    if any("\x00" in line for line in lines):
-        return [file_error("contains NUL bytes: not a CSV text file (a spreadsheet or UTF-16?)")]
+# ---------------------------------------------------------------------------------------------
+# The cold path: a blob's bytes -> its data records, indexed (Indexed); and back to entries.
+
+
+@dataclass(frozen=True)
+class Header:
+    """What turns a data record into an entry: the column names and the delimiter; or the reason
+    the whole file cannot be read (then the blob has exactly one entry: that error)."""
+
+    columns: tuple[str, ...] = ()
+    delimiter: str = ","
+    file_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "delimiter": self.delimiter,
+                "file_error": self.file_error}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Header:
+        return cls(tuple(value["columns"]), value["delimiter"], value["file_error"])
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """A blob's data records as :func:`index_csv` found them, not yet split into values.
+
+    ``text`` is the UTF-8 text of the non-blank data records back to back (blank lines and the
+    header left out); record ``i`` is ``text[starts[i]:starts[i + 1]]``; ``undecodable[i]`` is 1
+    when a line of record ``i`` was neither UTF-8 nor CP949 (its bad bytes are U+FFFD in
+    ``text``). :meth:`entries` gives the entries, parsing only the records that are read.
+    """
+
+    header: Header
+    text: bytes = b""
+    starts: Sequence[int] = (0,)
+    undecodable: bytes = b""
+    path: str = "lines"  # which path indexed it: "vectorised" or "lines" (for the log)
+
+    def __len__(self) -> int:
+        return 1 if self.header.file_error is not None else len(self.starts) - 1
+
+    def entries(self) -> Entries:
+        return _IndexedEntries(self)
+
+
+EMPTY = Indexed(Header())
+
+
+@contextlib.contextmanager
+def _field_limit(chars: int) -> Iterator[None]:
+    """The csv module's per-field limit (128 KiB) raised to ``chars``: a long value is judged per
+    row (row_mapping), not refused by the reader; the process-wide limit is restored."""
     old_limit = csv.field_size_limit()
-    csv.field_size_limit(max(old_limit, len(data) + 1))  # a long value is judged per row
+    csv.field_size_limit(max(old_limit, chars + 1))
     try:
-        return _parse_lines(lines, undecodable)
+        yield
     finally:
         csv.field_size_limit(old_limit)
 
 
-def _parse_lines(lines: list[str], undecodable: set[int]) -> list[dict[str, Any]]:
-    non_blank = (i for i, line in enumerate(lines) if line.strip())
-    header_at = next(non_blank)
-    excel_hint = re.fullmatch(r"sep=(.)", lines[header_at].strip("\r\n"))
+def _find_header(
+    lines: list[str], undecodable: set[int]
+) -> tuple[int, str, list[str]] | str | None:
+    """``(lines up to the end of the header record, delimiter, header fields)``; the reason if
+    the header cannot be read; None if there is no header (only blank lines, a ``sep=`` line)."""
+    non_blank = (n for n, line in enumerate(lines) if line.strip())
+    at = next(non_blank, None)
+    if at is None:
+        return None
+    excel_hint = re.fullmatch(r"sep=(.)", lines[at].strip("\r\n"))
     if excel_hint:  # Excel's "sep=;" line names the delimiter; the header follows it
-        header_at = next(non_blank, None)
-        if header_at is None:
-            return []
-    if header_at in undecodable:
-        return [file_error("the header line is neither UTF-8 nor CP949 text")]
-    delimiter = excel_hint.group(1) if excel_hint else _choose_delimiter(lines[header_at])
-    records = _records(lines[header_at:], delimiter)
-    header, _, _ = next(records)
-    columns, problem = _column_names(header or [])
-    entries: list[dict[str, Any]] = []
-    rows: list[tuple[list[str] | None, str, range]] = [
-        record for record in records if record[0] is None or not _is_blank(record[0])
-    ]
+        at = next(non_blank, None)
+        if at is None:
+            return None
+    if at in undecodable:
+        return "the header line is neither UTF-8 nor CP949 text"
+    delimiter = excel_hint.group(1) if excel_hint else _choose_delimiter(lines[at])
+    # The header record may go on over the next lines (a quoted line break).
+    reader = csv.reader(itertools.islice(lines, at, None), delimiter=delimiter)
+    try:
+        fields = next(reader)
+    except csv.Error:
+        fields = []
+    return at + reader.line_num, delimiter, fields
+
+
+def index_csv(data: bytes, *, vectorised: bool = True) -> Indexed:
+    """The data records of a blob, found once (the cold path; see the module doc). Never raises
+    for bad content. ``vectorised=False`` takes the line-by-line path for every file (tests)."""
+    with _field_limit(len(data)):
+        indexed = _index_clean(data) if vectorised else None
+        return indexed if indexed is not None else _index_lines(*decode_lines(data))
+
+
+def _index_lines(lines: list[str], undecodable: set[int]) -> Indexed:
+    """Any file, line by line through the csv module: the reference path."""
+    if not any(line.strip() for line in lines):
+        return EMPTY
+    if any("\x00" in line for line in lines):
+        return Indexed(Header(file_error=NUL_BYTES))
+    found = _find_header(lines, undecodable)
+    if found is None:
+        return EMPTY
+    if isinstance(found, str):
+        return Indexed(Header(file_error=found))
+    consumed, delimiter, header = found
+    columns, problem = _column_names(header)
+    body = lines[consumed:]
+    records: list[tuple[int, int]] = []  # line ranges in body of the non-blank records
+    reader = csv.reader(body, delimiter=delimiter)
+    while True:
+        start = reader.line_num
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:  # kept: reading it again gives its error entry
+            fields = None
+        if fields is None or not _is_blank(fields):
+            records.append((start, reader.line_num))
     if problem:  # even without data rows: a line that is not a header is worth an error
-        return [file_error(f"{problem}; its {len(rows)} data row(s) are not sent")]
-    for fields, csv_problem, line_numbers in rows:
-        if fields is None:
-            entries.append({ERROR_KEY: f"cannot be read as CSV: {csv_problem}"})
-            continue
-        extra = fields[len(columns) :]
-        values = dict(zip(columns, fields, strict=False))
-        values.update({column: "" for column in columns[len(fields) :]})
-        if extra and not _is_blank(extra):
-            values[ERROR_KEY] = (
-                f"{len(fields)} values where the header has {len(columns)} columns "
-                f"(an unquoted {delimiter!r} in a value?)"
+        return Indexed(Header(file_error=f"{problem}; its {len(records)} data row(s) are not sent"))
+    parts: list[bytes] = []
+    starts = array("Q", [0])
+    flags = bytearray(len(records))
+    position = 0
+    for number, (first, stop) in enumerate(records):
+        part = "".join(body[first:stop]).encode("utf-8")
+        parts.append(part)
+        position += len(part)
+        starts.append(position)
+        if undecodable and any(consumed + n in undecodable for n in range(first, stop)):
+            flags[number] = 1
+    return Indexed(Header(tuple(columns), delimiter), b"".join(parts), starts, bytes(flags))
+
+
+VECTORISED = "vectorised"
+# Header lines searched by the vectorised path before it leaves the file to the line path.
+HEAD_LINES, HEAD_CHARS = 64, 1 << 16
+
+
+def _index_clean(data: bytes) -> Indexed | None:
+    """The vectorised path, for the files nearly every export is: UTF-8, no quote character in
+    the data rows, line ends ``\\n`` or ``\\r\\n``. Every line is then one record, so the index
+    is the positions of the line ends (numpy), and only lines without a visible character are
+    looked at in Python (are all their cells empty?). None: not such a file (the line path)."""
+    if data.startswith(codecs.BOM_UTF8):  # dropped, as decode_lines drops it
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text or text.isspace():
+        return EMPTY
+    if "\x00" in text:
+        return Indexed(Header(file_error=NUL_BYTES))
+    # The head: the first lines, of which only the last may be cut short.
+    head = list(itertools.islice(io.StringIO(text[:HEAD_CHARS], newline=""), HEAD_LINES))
+    found = _find_header(head, set())
+    cut = len(head) == HEAD_LINES or len(text) > HEAD_CHARS  # the file goes on after the head
+    if found is None or isinstance(found, str) or (cut and found[0] >= len(head)):
+        return None  # only blank lines in the head, or a header as long as it: line path
+    consumed, delimiter, header = found
+    columns, problem = _column_names(header)
+    if problem or not delimiter.isascii() or delimiter in '"\r\n':
+        return None  # the line path counts the rows the error names
+    body = data[len("".join(head[:consumed]).encode("utf-8")) :]
+    if b'"' in body:
+        return None  # a quoted value may span lines
+    if not body:
+        return Indexed(Header(tuple(columns), delimiter), path=VECTORISED)
+    import numpy as np
+
+    buf = np.frombuffer(body, dtype=np.uint8)
+    if b"\r" in body:  # CRLF is one line end, but a lone CR ends a line too
+        returns = np.flatnonzero(buf == ord("\r"))
+        if returns[-1] == len(buf) - 1 or (buf[returns + 1] != ord("\n")).any():
+            return None
+    ends = np.flatnonzero(buf == ord("\n")) + 1
+    if not len(ends) or ends[-1] != len(buf):  # a last line without a line end
+        ends = np.append(ends, len(buf))
+    starts = np.concatenate(([0], ends[:-1]))
+    # A byte that str.strip() never removes and that is not the delimiter makes a line a row:
+    # nearly every line starts with one; the others are looked at byte by byte (numpy), and
+    # those without any such byte cell by cell (Python).
+    visible = np.zeros(256, dtype=bool)
+    visible[[*range(0x21, 0x7F), *range(0x00, 0x09), *range(0x0E, 0x1C)]] = True
+    visible[ord(delimiter)] = False
+    keep = visible[buf[starts]]
+    if not keep.all():
+        keep = np.logical_or.reduceat(visible[buf], starts)
+    for line in np.flatnonzero(~keep):  # blank, or only spaces, delimiters and non-ASCII text
+        fields = next(csv.reader([body[starts[line] : ends[line]].decode()], delimiter=delimiter))
+        keep[line] = not _is_blank(fields)
+    if keep.all():
+        kept_text, kept_starts = body, np.append(starts, len(buf))
+    else:
+        lengths = ends - starts
+        kept_text = buf[np.repeat(keep, lengths)].tobytes()
+        kept_starts = np.concatenate(([0], np.cumsum(lengths[keep])))
+    count = len(kept_starts) - 1
+    header = Header(tuple(columns), delimiter)
+    return Indexed(header, kept_text, kept_starts, bytes(count), path=VECTORISED)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading entries back: records -> entries, a block at a time (every tick, from the row cache)
+
+# Records parsed per read: a window of ten rows parses one small block, a replay streams.
+BLOCK_ROWS = 256
+
+
+def _entry(fields: list[str], header: Header, undecodable: int) -> dict[str, Any]:
+    """The entry of one data record: its values by column, or an error entry."""
+    columns = header.columns
+    if len(fields) == len(columns) and not undecodable:  # nearly every row
+        return dict(zip(columns, fields, strict=True))
+    values = dict(zip(columns, fields, strict=False))
+    if len(fields) < len(columns):  # a short row has empty cells at its end
+        values.update(dict.fromkeys(columns[len(fields) :], ""))
+    extra = fields[len(columns) :]
+    if extra and not _is_blank(extra):
+        values[ERROR_KEY] = (
+            f"{len(fields)} values where the header has {len(columns)} columns "
+            f"(an unquoted {header.delimiter!r} in a value?)"
+        )
+    elif undecodable:
+        bad = [column for column, value in values.items() if "\ufffd" in value]
+        where = f"column {bad[0]!r}" if bad else "the line"
+        values[ERROR_KEY] = f"{where}: neither UTF-8 nor CP949 text"
+    return values
+
+
+def _one_record(text: str, delimiter: str) -> list[str] | str:
+    """The fields of one record, or the csv module's complaint about it."""
+    try:
+        return next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+    except csv.Error as exc:
+        return str(exc)
+
+
+def _split_unquoted(block: str, delimiter: str) -> list[list[str] | str]:
+    """The records of ``block`` split by ``str.split`` when that is what the csv module would
+    do (no quote character, every line ending in ``\\n`` or ``\\r\\n``), else ``[]``."""
+    if '"' in block:
+        return []
+    if "\r" in block:
+        block = block.replace("\r\n", "\n")
+        if "\r" in block:  # a lone CR ends a record too
+            return []
+    lines = block.split("\n")
+    if lines[-1] == "":  # after the last line end
+        lines.pop()
+    return [line.split(delimiter) for line in lines]
+
+
+def parse_records(
+    header: Header, text: bytes, offsets: Sequence[int], flags: bytes
+) -> list[dict[str, Any]]:
+    """The entries of consecutive records: their text, the record starts in it (and its end),
+    their undecodable flags."""
+    block = text.decode("utf-8")
+    records: list[list[str] | str] = _split_unquoted(block, header.delimiter)
+    with _field_limit(len(block)):
+        try:
+            records = records or list(
+                csv.reader(io.StringIO(block, newline=""), delimiter=header.delimiter)
             )
-        elif any(header_at + n in undecodable for n in line_numbers):
-            bad = [column for column, value in values.items() if "\ufffd" in value]
-            where = f"column {bad[0]!r}" if bad else "the line"
-            values[ERROR_KEY] = f"{where}: neither UTF-8 nor CP949 text"
-        entries.append(values)
-    return entries
+        except csv.Error:
+            records = []
+        if len(records) != len(flags):  # a record the csv module refuses: one at a time
+            records = [
+                _one_record(text[a:b].decode("utf-8"), header.delimiter)
+                for a, b in itertools.pairwise(offsets)
+            ]
+    return [
+        {ERROR_KEY: f"cannot be read as CSV: {fields}"}
+        if isinstance(fields, str)
+        else _entry(fields, header, flag)
+        for fields, flag in zip(records, flags, strict=True)
+    ]
+
+
+class Entries(Sequence[dict[str, Any]]):
+    """The entries of one blob (see :func:`parse_csv`), parsed from its records as they are read:
+    ``len()``, ``entries[i]`` and ``entries[a:b]`` parse only the records they need."""
+
+    def __init__(self, header: Header, count: int) -> None:
+        self.header = header
+        self._count = 1 if header.file_error is not None else count
+        self._block_start = 0
+        self._block: list[dict[str, Any]] = []
+
+    def _records(self, start: int, stop: int) -> tuple[bytes, Sequence[int], bytes]:
+        """Text of records ``start`` .. ``stop - 1``, their starts in it (and its end), flags."""
+        raise NotImplementedError
+
+    def _parse(self, start: int, stop: int) -> list[dict[str, Any]]:
+        if start >= stop:
+            return []
+        if self.header.file_error is not None:
+            return [file_error(self.header.file_error)]
+        return parse_records(self.header, *self._records(start, stop))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _entry_at(self, index: int) -> dict[str, Any]:
+        if not self._block_start <= index < self._block_start + len(self._block):
+            self._block_start = index
+            self._block = self._parse(index, min(self._count, index + BLOCK_ROWS))
+        return self._block[index - self._block_start]
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._count)
+            if step != 1:
+                return [self._entry_at(i) for i in range(start, stop, step)]
+            return self._parse(start, stop)
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"row {index} out of range (0..{self._count - 1})")
+        return self._entry_at(index)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for start in range(0, self._count, BLOCK_ROWS):
+            yield from self._parse(start, min(self._count, start + BLOCK_ROWS))
+
+
+class _IndexedEntries(Entries):
+    """The entries of an :class:`Indexed` held in memory."""
+
+    def __init__(self, indexed: Indexed) -> None:
+        super().__init__(indexed.header, len(indexed.starts) - 1)
+        self.indexed = indexed
+
+    def _records(self, start: int, stop: int) -> tuple[bytes, Sequence[int], bytes]:
+        starts = self.indexed.starts
+        base = int(starts[start])
+        offsets = [int(offset) - base for offset in starts[start : stop + 1]]
+        text = self.indexed.text[base : base + offsets[-1]]
+        return text, offsets, self.indexed.undecodable[start:stop]
+
+
+def parse_csv(data: bytes) -> list[dict[str, Any]]:
+    """One dict per data row (column -> text as written), in file order; rows and files that
+    cannot be read are error entries (see the module doc). Never raises for bad content."""
+    return list(index_csv(data).entries())

@@ -11,10 +11,10 @@ Other columns are not sent. The optional column ``expected_issue`` is the verdic
 get (empty: normal; else an issue code): it becomes the item's ``expected`` (see
 :mod:`records`), which the replay compares with the service's verdict.
 
-A row that cannot be mapped (a required value missing, empty, not a finite number, or longer
-than ``MAX_VALUE_CHARS``) raises :class:`RowMappingError` naming the column; :func:`to_items`
-turns that, and the error entries of :mod:`csv_format`, into error items (``records.Item`` with
-``raw`` and ``error``) that are recorded instead of sent.
+A row that cannot be mapped (a required value missing, empty, not a finite number in ASCII
+digits, or longer than ``MAX_VALUE_CHARS``) raises :class:`RowMappingError` naming the column;
+:func:`to_items` turns that, and the error entries of :mod:`csv_format`, into error items
+(``records.Item`` with ``raw`` and ``error``) that are recorded instead of sent.
 """
 
 from __future__ import annotations
@@ -67,11 +67,16 @@ def _text(row: Mapping[str, Any], column: str, strip: bool = True) -> str:
 
 
 def _number(row: Mapping[str, Any], column: str) -> float:
+    """A number is ASCII digits with an optional sign, one ``.`` and an optional exponent
+    (spaces around it allowed). ``float()`` alone also reads ``2_0.1`` (as 20.1) and other
+    scripts' digits (Arabic-Indic ``١٩``): those are not numbers here."""
     text = _text(row, column)
     try:
         number = float(text)
     except ValueError:
-        raise RowMappingError(column, f"{text[:50]!r} is not a number") from None
+        number = None
+    if number is None or not text.isascii() or "_" in text:
+        raise RowMappingError(column, f"{text[:50]!r} is not a number")
     if not math.isfinite(number):
         # JSON has no NaN/Infinity: the service could not even parse the request.
         raise RowMappingError(column, f"{text[:50]!r} is not a finite number")

@@ -4,7 +4,7 @@
 "use strict";
 
 const REFRESH_MS = 15000;
-const state = { range: "1h", pageSize: 20, offset: 0, charts: {} };
+const state = { range: "1h", pageSize: 20, offset: 0, charts: {}, now: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -13,6 +13,32 @@ function el(tag, text, className) {
   if (text !== undefined && text !== null) node.textContent = String(text);
   if (className) node.className = className;
   return node;
+}
+
+// A table cell for a value from the ledgers, which may be of any length (a 5,000-character
+// machineId): cut with an ellipsis by the style sheet (.cut), whole on hover (title, as text).
+function cutCell(value, className) {
+  const text = value === undefined || value === null ? "–" : String(value);
+  const td = el("td", null, className);
+  const span = el("span", text, "cut");
+  span.title = text;
+  td.append(span);
+  return td;
+}
+
+// A chart label cut to `max` characters (the axis keeps its room for the bars).
+const AXIS_LABEL_CHARS = 24;
+function shorten(text, max = AXIS_LABEL_CHARS) {
+  const value = String(text);
+  return value.length > max ? value.slice(0, max - 1) + "…" : value;
+}
+
+// A tooltip shows a long label in lines (at most 4 of 48 characters: a canvas has no scroll).
+function tooltipLines(text) {
+  const value = shorten(text, 4 * 48);
+  const lines = [];
+  for (let i = 0; i < value.length; i += 48) lines.push(value.slice(i, i + 48));
+  return lines;
 }
 
 function fmtNumber(value) {
@@ -27,10 +53,18 @@ function fmtRate(rate) {
   return typeof rate === "number" ? (rate * 100).toFixed(1) + " %" : "–";
 }
 
-function fmtTime(iso) {
-  if (!iso) return "–";
-  const date = new Date(iso);
-  if (isNaN(date)) return String(iso);
+// ISO-8601 times as the ledgers and the CSV spell them. Anything else is shown as written (a
+// browser's Date would read "5" as the year 2005). A time without a zone (a reading's timeStamp
+// as the machine wrote it) is shown as written too, never shifted by the browser's zone.
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$/;
+
+function fmtTime(value) {
+  if (value === undefined || value === null || value === "") return "–";
+  const text = String(value);
+  const match = ISO_TIME.exec(text);
+  if (!match) return text;
+  const date = new Date(text.replace(" ", "T") + (match[3] ? "" : "Z"));
+  if (isNaN(date)) return text; // e.g. a 13th month
   return date.toISOString().replace("T", " ").slice(0, 19);
 }
 
@@ -122,8 +156,14 @@ function renderCharts(summary) {
     },
     options: {
       animation: false, maintainAspectRatio: false, indexAxis: "y",
-      plugins: { legend: { display: false } },
-      scales: { x: { beginAtZero: true, ticks: { precision: 0 } } },
+      plugins: {
+        legend: { display: false },
+        tooltip: { callbacks: { title: (items) => (items.length ? tooltipLines(items[0].label) : "") } },
+      },
+      scales: {
+        x: { beginAtZero: true, ticks: { precision: 0 } },
+        y: { ticks: { callback(value) { return shorten(this.getLabelForValue(value)); } } },
+      },
     },
   });
 }
@@ -133,7 +173,7 @@ function renderMachines(summary) {
   const total = summary.counts.anomaly || 0;
   const rows = summary.by_machine.map((m) => {
     const tr = el("tr");
-    tr.append(el("td", m.machine, "machine"), el("td", fmtNumber(m.count), "num"));
+    tr.append(cutCell(m.machine, "machine"), el("td", fmtNumber(m.count), "num"));
     const share = el("td");
     const bar = el("span", null, "share");
     bar.style.width = Math.round((total ? m.count / total : 0) * 160) + "px";
@@ -162,8 +202,25 @@ function renderSummary(summary) {
   $("empty").hidden = summary.counts.total !== 0;
   $("empty-range").textContent = nothingAtAll ? "" : " in this time range";
   document.body.dataset.empty = String(nothingAtAll);
+  renderFuture(summary.future);
   renderCharts(summary);
   renderMachines(summary);
+}
+
+// Records stamped after the api-server's now (a machine with a wrong clock, a hand-edited
+// ledger): counted in "everything", never in the timeline, and said so here.
+function renderFuture(future) {
+  const box = $("future");
+  const n = future ? future.total : 0;
+  box.hidden = !n;
+  box.textContent = n
+    ? `${fmtNumber(n)} ${n === 1 ? "record is" : "records are"} stamped in the future (after now, by the api-server's clock): counted in "everything" and in the totals, not in the timeline.`
+    : "";
+}
+
+function isFuture(iso) {
+  const date = new Date(iso);
+  return state.now !== null && !isNaN(date) && date > state.now;
 }
 
 function renderRecent(page) {
@@ -174,15 +231,20 @@ function renderRecent(page) {
     const data = record.original_data || {};
     const pick = (key) => (prediction[key] !== undefined ? prediction[key] : data[key]);
     const tr = el("tr");
+    const logged = cutCell(fmtTime(record.timestamp));
+    if (isFuture(record.timestamp)) {
+      tr.className = "future";
+      logged.append(el("span", "future", "badge future"));
+    }
     tr.append(
-      el("td", fmtTime(record.timestamp)),
-      el("td", pick("timeStamp") ?? "–"),
-      el("td", pick("machineId") ?? "–", "machine"),
-      el("td", prediction.issue ?? "–", "issue"),
-      el("td", fmtMeasure(pick("thick")), "num"),
-      el("td", fmtMeasure(pick("voltage")), "num"),
-      el("td", fmtMeasure(pick("current")), "num"),
-      el("td", fmtMeasure(pick("temper")), "num"),
+      logged,
+      cutCell(fmtTime(pick("timeStamp"))),
+      cutCell(pick("machineId"), "machine"),
+      cutCell(prediction.issue, "issue"),
+      cutCell(fmtMeasure(pick("thick")), "num"),
+      cutCell(fmtMeasure(pick("voltage")), "num"),
+      cutCell(fmtMeasure(pick("current")), "num"),
+      cutCell(fmtMeasure(pick("temper")), "num"),
     );
     return tr;
   });
@@ -205,6 +267,7 @@ async function refresh() {
         getJson(`api/summary?range=${encodeURIComponent(state.range)}`),
         getJson(`api/anomalies/recent?limit=${state.pageSize}&offset=${state.offset}`),
       ]);
+      state.now = new Date(summary.generated_at); // the api-server's clock, not the browser's
       renderRecent(recent);
       showError(null);
       if (summary.indexing) {

@@ -31,9 +31,9 @@ def test_the_bench_smoke_run_prints_every_ratio(tmp_path):
     out = result.stdout
     dag_files = sorted(path.name for path in (REPO / "dags").glob("*.py"))
     sections = {
-        "1. DAG parse": dag_files,
-        "2. Tick cost": ["warm ratio", "cold first tick"],
-        "3. Replay throughput ÷ wrk": ["rows/s", "req/s"],
+        "1. DAG parse": [*dag_files, "empty DAG + WasbPrefixSensor", "empty DAG + HttpSensor"],
+        "2. Tick cost": ["warm ratio", "cold ratio", "pandas.read_csv", "rounds"],
+        "3. Replay throughput ÷ wrk": ["rows/s", "req/s", "rounds"],
         "4. Replay memory": ["MiB"],
     }
     for heading, details in sections.items():
@@ -41,6 +41,8 @@ def test_the_bench_smoke_run_prints_every_ratio(tmp_path):
         assert heading in out, out
         for detail in details:
             assert detail in section, section
-    # Each DAG file, the warm tick, the replay ÷ wrk and the memory: each a number.
-    assert len(re.findall(r"ratio\s+\d+\.\d\d\b", out)) == len(dag_files) + 3, out
+    # Each DAG file, the warm and the cold tick, the replay ÷ wrk and the memory: each a number.
+    assert len(re.findall(r"ratio\s+\d+\.\d\d\b", out)) == len(dag_files) + 4, out
+    # Every ratio but the memory's (one run each side) with the spread of its rounds.
+    assert len(re.findall(r"rounds \d+\.\d\d–\d+\.\d\d\)", out)) == len(dag_files) + 3, out
     assert not (tmp_path / "bench").exists()  # the smoke run cleans up after itself

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from include.painting_simulator.settings import LEDGER_FILES
 from tests.support.dashboard import IMG_MACHINE, SCRIPT_MACHINE
 
 pytestmark = pytest.mark.integration
@@ -88,6 +89,65 @@ def test_the_index_follows_a_growing_ledger(dag_run_ledgers, airflow_app):
     assert after["totals"]["total"] == 2 * before["totals"]["total"]
     newest = client.get(RECENT, params={"limit": 1}, headers=auth).json()["records"][0]
     assert newest["run_id"] == simulator.runs[-1].run_id == after["simulator"]["last_run"]["run_id"]
+
+
+def test_lines_that_are_not_records_are_neither_listed_nor_counted(dag_run_ledgers, airflow_app):
+    """The table and ``total`` agree, so paging "Older" until ``offset + limit >= total``
+    reaches the oldest record; the index counts those lines in ``skipped_lines``."""
+    simulator, _ = dag_run_ledgers
+    client = airflow_app.client
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+    anomalies = simulator.ledger("anomaly")
+    path = simulator.output_dir / LEDGER_FILES["anomaly"]
+    not_records = ['{"note": "hand-edited, no timestamp"}', '{"timestamp": "soon"}', "[1, 2]"]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(not_records) + "\n")
+
+    listed: list[dict[str, Any]] = []
+    offset, limit = 0, 2
+    while True:  # what the page's pager does
+        page = client.get(RECENT, params={"limit": limit, "offset": offset}, headers=auth).json()
+        assert page["total"] == len(anomalies)
+        listed += page["records"]
+        if offset + limit >= page["total"]:
+            break
+        offset += limit
+    assert listed == anomalies[::-1]
+    summary = client.get(SUMMARY, params={"range": "all"}, headers=auth).json()
+    assert summary["skipped_lines"] == len(not_records)
+    assert summary["totals"]["anomaly"] == len(anomalies)
+
+
+def test_a_record_stamped_far_in_the_future_leaves_the_recent_counts_right(
+    dag_run_ledgers, airflow_app
+):
+    """One line stamped 2099 (a machine with a wrong clock) must not fold the present into
+    hours: the 15 min and 1 h answers and the 1 h timeline stay exact, and the record is
+    counted apart as ``future`` (and in "all")."""
+    from include.painting_simulator.ledger import Ledgers
+    from include.painting_simulator.records import row_record
+
+    simulator, _ = dag_run_ledgers
+    client = airflow_app.client
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+    anomalies = simulator.ledger("anomaly")
+    wrong_clock = {**anomalies[0], "source": {"blob": "hand-edited.csv", "row": 0}}
+    late = row_record({**wrong_clock, "kind": "anomaly"}, "manual__wrong-clock",
+                      "2099-01-01T00:00:00.000Z")  # fmt: skip
+    Ledgers(str(simulator.output_dir)).append_once("anomaly", "manual__wrong-clock", [late])
+
+    per_minute = Counter(r["timestamp"][:16] + "Z" for r in anomalies)
+    for name in ("15m", "1h"):
+        summary = client.get(SUMMARY, params={"range": name}, headers=auth).json()
+        assert summary["counts"]["anomaly"] == len(anomalies), name
+        assert summary["range"]["bucket_minutes"] == 1, name
+        timeline = {b["start"]: b["anomaly"] for b in summary["timeline"] if b["anomaly"]}
+        assert timeline == per_minute, name  # each record in its own minute, none folded
+        assert summary["future"] == {"anomaly": 1, "normal": 0, "error": 0, "total": 1}
+    everything = client.get(SUMMARY, params={"range": "all"}, headers=auth).json()
+    assert everything["counts"]["anomaly"] == len(anomalies) + 1
+    assert sum(b["anomaly"] for b in everything["timeline"]) == len(anomalies)
+    assert everything["range"]["to"] < "2099"
 
 
 @pytest.mark.parametrize("path", [RECENT, SUMMARY])

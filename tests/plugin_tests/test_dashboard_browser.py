@@ -6,6 +6,8 @@ external view: an iframe of ``/painting/``), sees the empty state, then sees the
 DAG run (``dag.test()`` against Azurite and the model service) appear without reloading the page.
 Machine ids that are markup must show as text and never run. A screenshot is saved (set
 ``DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the one docs/dashboard.md shows).
+A hostile ledger (values of thousands of characters, a record stamped in the future), written
+the way a hand-edited ledger would be, must leave the page's layout within the window.
 """
 
 from __future__ import annotations
@@ -39,6 +41,29 @@ CHROMIUM_FLAGS = (
     "--window-size=1440,1500", "--hide-scrollbars",
 )  # fmt: skip
 
+# The page's layout: its width, height, every table row's width, and the cut cells.
+LAYOUT = """
+const page = document.documentElement;
+const cut = (selector) => [...document.querySelectorAll(selector)].map((span) => {
+  const box = span.getBoundingClientRect();
+  return {text: span.textContent, title: span.title, elements: span.children.length,
+          width: box.width, height: box.height, cut: span.scrollWidth > span.clientWidth};
+});
+return {
+  viewport: page.clientWidth, width: page.scrollWidth, height: page.scrollHeight,
+  rows: [...document.querySelectorAll("table tr")].map((tr) => tr.getBoundingClientRect().width),
+  machines: cut("#machine-table td.machine .cut"),
+  recent: cut("#recent-table td .cut"),
+};
+"""
+
+# The issue chart's axis: its labels as drawn and the room it takes.
+ISSUE_AXIS = """
+const chart = Chart.getChart("issue-chart");
+const y = chart.scales.y;
+return {labels: y.ticks.map((t) => t.label), left: y.left, width: y.width, chart: chart.width};
+"""
+
 # Non-transparent pixels of a canvas (a chart that drew something has many).
 CANVAS_INK = """
 const canvas = document.getElementById(arguments[0]);
@@ -62,7 +87,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     # Leave a JavaScript alert open instead of dismissing it, so the test can see it.
     options.unhandled_prompt_behavior = "ignore"
     # The driver path is given: Selenium Manager must not try to download one.
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    # A zone other than UTC: the page must not shift times that carry no zone.
+    service = Service("/usr/bin/chromedriver", env={**os.environ, "TZ": "Asia/Seoul"})
+    driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(60)
     try:
         yield driver
@@ -183,7 +210,10 @@ def test_dashboard_shows_a_real_run_in_the_airflow_ui_and_escapes_markup(
     assert driver.find_element(By.ID, "count-anomaly").text == "4"
     assert driver.find_element(By.ID, "count-normal").text == "1"
     assert driver.find_element(By.ID, "sim-last-run").text.startswith(run.run_id)
-    assert driver.find_element(By.ID, "sim-last-outcome").text.startswith("success")
+    # The run's records are written before the run ends: a refresh in between shows it still
+    # running, the next one (15 s later) its outcome.
+    outcome = driver.find_element(By.ID, "sim-last-outcome")
+    wait_until("the run's outcome", lambda: outcome.text.startswith("success"), timeout=40)
 
     # The chart library came from the plugin (no other origin was asked for anything).
     origins = driver.execute_script(
@@ -212,3 +242,104 @@ def test_dashboard_shows_a_real_run_in_the_airflow_ui_and_escapes_markup(
     assert not driver.find_element(By.ID, "older").is_enabled()
     driver.find_element(By.ID, "newer").click()
     wait_until("page 1 again", lambda: info.text.startswith("page 1 of 2"))
+
+
+LONG_MACHINE = "PAINT-" + "7" * 4994  # 5,000 characters
+LONG_ISSUE = "PAINT-EQ-" + "VERY-LONG-" * 30
+LONG_READING_TIME = "shift B, " * 120  # not a time: shown as written
+
+
+@pytest.fixture
+def hostile_ledgers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Ledgers as a hand-edit could leave them: very long values, a record stamped 2099.
+    Requested before ``api_server``, which then reads them (the output dir Variable)."""
+    from include.painting_simulator.ledger import Ledgers
+    from include.painting_simulator.records import row_record, utc_now
+    from tests.support.contract_examples import BODY, FLAT_RECORD
+
+    def anomaly(row: int, machine: str, issue: str, reading_time: str, at: str) -> Any:
+        data = {**BODY, "machineId": machine, "timeStamp": reading_time}
+        result = {
+            "source": {"blob": "hand-edited.csv", "row": row}, "kind": "anomaly",
+            "original_data": data, "prediction": {**FLAT_RECORD, **data, "issue": issue},
+        }  # fmt: skip
+        return row_record(result, "manual__hostile", at)
+
+    output_dir = tmp_path / "painting_logs"
+    records = [
+        anomaly(0, "PAINT-2099", "PAINT-EQ-VOL-HIGH", "2099-01-01T00:00", "2099-01-01T00:00:00Z"),
+        anomaly(1, "PAINT-1", "PAINT-EQ-VOL-HIGH", "2025-07-23T15:32:01", utc_now()),
+        anomaly(2, LONG_MACHINE, LONG_ISSUE, LONG_READING_TIME, utc_now()),
+    ]  # fmt: skip
+    Ledgers(str(output_dir)).append_once("anomaly", "manual__hostile", records)
+    monkeypatch.setenv("AIRFLOW_VAR_PAINTING_OUTPUT_DIR", str(output_dir))
+    return output_dir
+
+
+def test_very_long_values_are_cut_whole_on_hover_and_the_layout_holds(
+    hostile_ledgers, api_server, browser
+):
+    from selenium.webdriver.common.by import By
+
+    driver, base_url = browser, api_server.base_url
+    log_in(driver, base_url)
+    driver.get(f"{base_url}/painting/")
+    wait_until(
+        "the dashboard's data",
+        lambda: driver.execute_script("return document.body.dataset.loaded === 'true'"),
+    )
+    wait_until(
+        "the three anomalies in the table",
+        lambda: len(driver.find_elements(By.CSS_SELECTOR, "#recent-table td.machine")) == 3,
+    )
+    layout = driver.execute_script(LAYOUT)
+    viewport = layout["viewport"]
+
+    # Nothing wider than the window: not the page, not a row of either table.
+    assert layout["width"] <= viewport, layout["width"]
+    assert max(layout["rows"]) <= viewport, max(layout["rows"])
+    assert layout["height"] < 2500, "a long value made the page grow"
+
+    # The long machineId: one line, cut, in both tables; whole in its title, and text only.
+    long_cells = [c for c in layout["machines"] + layout["recent"] if c["text"] == LONG_MACHINE]
+    assert len(long_cells) == 2
+    for cell in long_cells:
+        assert cell["cut"]
+        assert cell["width"] < viewport / 2
+        assert cell["height"] < 40  # one line, not a block of text
+        assert cell["title"] == LONG_MACHINE
+        assert cell["elements"] == 0
+    issue = next(c for c in layout["recent"] if c["text"] == LONG_ISSUE)
+    assert issue["cut"]
+    assert issue["title"] == LONG_ISSUE
+    reading = next(c for c in layout["recent"] if c["text"] == LONG_READING_TIME)
+    assert reading["cut"]
+    assert reading["title"] == LONG_READING_TIME
+
+    # The issue chart's axis: labels shortened (an ellipsis), none clipped, bars keep room.
+    axis = driver.execute_script(ISSUE_AXIS)
+    assert all(len(label) <= 24 for label in axis["labels"]), axis["labels"]
+    assert any(
+        label.endswith("…") and label.startswith("PAINT-EQ-VERY") for label in axis["labels"]
+    )
+    assert axis["left"] >= 0
+    assert axis["width"] < axis["chart"] / 2
+
+    # Logged and reading time alike when the reading time parses (not shifted by the browser's
+    # zone, Asia/Seoul here: a reading time has none), as written when it does not.
+    times = driver.execute_script(
+        "return [...document.querySelectorAll('#recent-table tbody tr')]"
+        ".map((tr) => [...tr.cells].slice(0, 2).map((td) => td.firstChild.textContent))"
+    )
+    assert [reading for _, reading in times] == [
+        LONG_READING_TIME, "2025-07-23 15:32:01", "2099-01-01 00:00:00",
+    ]  # fmt: skip
+    assert times[2][0] == "2099-01-01 00:00:00"
+    assert all(len(logged) == 19 and logged[10] == " " for logged, _ in times)
+
+    # The record stamped 2099 is flagged: above the cards, and on its row.
+    assert driver.find_element(By.ID, "future").is_displayed()
+    assert driver.find_element(By.ID, "future").text.startswith("1 record is stamped in the future")
+    future_rows = driver.find_elements(By.CSS_SELECTOR, "#recent-table tr.future td.machine")
+    assert [td.text for td in future_rows] == ["PAINT-2099"]
+    assert no_alert(driver)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import random
+from pathlib import Path
 
 import pytest
 
-from include.painting_simulator.csv_format import decode, parse_csv, row_error
+from include.painting_simulator.csv_format import (
+    VECTORISED,
+    Indexed,
+    decode,
+    index_csv,
+    parse_csv,
+    row_error,
+)
 
 HEADER = "machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_A_Main_1,PT_jo_TP"
 
@@ -189,3 +198,83 @@ def test_excels_sep_line_names_the_delimiter() -> None:
     (row,) = parse_csv(data)
     assert (row["machineId"], row["Thick"]) == ("1", "19,9")  # a decimal comma stays text
     assert parse_csv(b"sep=;\n") == []
+
+
+# --- the two paths: vectorised for clean files, line by line for the others ------------------
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad_csv"
+
+
+def _both(data: bytes) -> tuple[Indexed, Indexed]:
+    return index_csv(data), index_csv(data, vectorised=False)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.csv")))
+def test_every_corpus_file_reads_the_same_on_both_paths(name: str) -> None:
+    fast, lines = _both((CORPUS / name).read_bytes())
+    assert list(fast.entries()) == list(lines.entries())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        f"{HEADER}\n1,t,1,2,3,4\n2,t,1,2,3,4".encode(),  # no line end after the last row
+        f"{HEADER}\r\n1,t,1,2,3,4\r\n\r\n,,,,,\r\n  \r\n2,t,1,2,3,4\r\n".encode(),
+        f"\n\n{HEADER}\n1,t,1,2,3,4\n".encode(),  # blank lines before the header
+        ("sep=;\n" + HEADER.replace(",", ";") + "\n1;t;1;2;3;4\n").encode(),
+        f"{HEADER}\n1,t,19,9,2,3,4\n2,t,1,2\n3,t,1,2,3,4,,\n".encode(),  # long and short rows
+        f"{HEADER}\n\u00a0,\u3000\n\x1c\n도장,t,1,2,3,4\n".encode(),  # blank in Unicode terms
+        "\ufeff".encode() + f"{HEADER}\n1,t,1,2,3,4\n".encode(),
+        f"{HEADER}\n".encode(),
+    ],
+)
+def test_clean_files_take_the_vectorised_path_and_read_as_line_by_line(data: bytes) -> None:
+    fast, lines = _both(data)
+    assert fast.path == VECTORISED
+    assert list(fast.entries()) == list(lines.entries())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        f'{HEADER},Note\n1,t,1,2,3,4,"a\nb"\n'.encode(),  # a quote: values may span lines
+        f"{HEADER}\n1,t,1,2,3,4\r2,t,1,2,3,4\r".encode(),  # lone CR line ends
+        f"{HEADER}\n".encode() + "도장,t,1,2,3,4\n".encode("cp949"),  # not UTF-8
+        f"{HEADER}\n".encode() + b"\xff\xfe,t,1,2,3,4\n",  # not UTF-8 nor CP949
+        b"machineId,timeStamp,Thick\n1,t,1\n",  # a file error counts the rows it names
+        "\ufeff\ufeff".encode() + f"{HEADER}\n1,t,1\n".encode(),  # one BOM is dropped, not two
+        b"\n" * 100 + f"{HEADER}\n1,t,1,2,3,4\n".encode(),  # header past the searched head
+        ("sep=§\n" + HEADER.replace(",", "§") + "\n1§t§1§2§3§4\n").encode(),  # not ASCII
+    ],
+)
+def test_files_the_vectorised_path_leaves_to_the_line_path(data: bytes) -> None:
+    fast, lines = _both(data)
+    assert fast.path == "lines"
+    assert list(fast.entries()) == list(lines.entries()) == parse_csv(data)
+
+
+def test_a_random_mix_of_awkward_lines_reads_the_same_on_both_paths() -> None:
+    rng = random.Random(14)
+    pieces = ["1,t,1,2,3,4", "", " ", ",,,,,", " , ,\t,,,", "1,t,1,2,3,4,x", "1,t,1,2,3,4,,",
+              "1,t", "도장,t,1,2,3,4", "\u00a0", "\u3000,", "\x1c", "\x0b", "1;t;1;2;3;4",
+              "a\tb", "<script>", "2_0.1,t,١٢,2,3,4"]  # fmt: skip
+    for _ in range(300):
+        ending = rng.choice(["\n", "\r\n"])
+        body = ending.join(rng.choice(pieces) for _ in range(rng.randrange(0, 12)))
+        data = (HEADER + ending + body + rng.choice(["", ending])).encode()
+        fast, lines = _both(data)
+        assert fast.path == VECTORISED
+        assert list(fast.entries()) == list(lines.entries()), data
+
+
+def test_entries_read_a_block_at_a_time_like_a_list() -> None:
+    data = (HEADER + "\n" + "".join(f"{i},t,1,2,3,4\n" for i in range(1000))).encode()
+    entries = index_csv(data).entries()
+    expected = parse_csv(data)
+    assert len(entries) == 1000
+    assert entries[999] == expected[999]
+    assert entries[-1] == expected[-1]
+    assert entries[250:260] == expected[250:260]
+    assert entries[::100] == expected[::100]
+    with pytest.raises(IndexError):
+        entries[1000]

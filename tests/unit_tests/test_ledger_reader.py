@@ -80,6 +80,29 @@ def test_newest_records_pages_from_the_end_and_skips_lines_it_cannot_parse(tmp_p
     assert newest_records(str(path), limit=10, offset=30) == []
 
 
+def test_the_table_lists_exactly_the_records_the_index_counts(tmp_path: Path):
+    """One definition of "a record": what the index skips, the table skips too, so the pages
+    add up to ``total`` and the oldest record is on the last page."""
+    path = tmp_path / LEDGER_FILES["anomaly"]
+    records = [anomaly(i, f"2026-01-01T00:{i:02d}:00.000Z") for i in range(7)]
+    failure = failure_record(
+        dag_id="painting_simulator", run_id="manual__x", task_id="pull_window",
+        try_number=1, cause="storage unreachable", logged_at="2026-01-01T00:30:00.000Z",
+    )  # fmt: skip
+    not_records = [{"no": "timestamp"}, {"timestamp": "not a time"}, {"timestamp": 7}, failure]
+    write_lines(path, [records[0], *not_records, *records[1:], not_records[0]])
+    ledgers = LedgerSet(str(tmp_path), clock=lambda: minute_of("2026-01-01T00:59:00Z"))
+    first = ledgers.recent("anomaly", limit=3)
+    assert first["total"] == len(records)
+    rows: list[int] = []
+    for offset in range(0, first["total"], 3):  # "Older" until offset + limit >= total
+        rows += [r["source"]["row"] for r in ledgers.recent("anomaly", 3, offset)["records"]]
+    assert rows == list(range(6, -1, -1))  # every record once, the oldest included
+    summary = ledgers.summary(None, minute_of("2026-01-01T01:00:00Z"))
+    assert summary["skipped_lines"] == 4  # lines without an ISO timestamp (one of them twice)
+    assert summary["run_failures"] == 1
+
+
 def test_newest_records_reads_only_the_end_of_a_big_ledger(tmp_path: Path, monkeypatch):
     """A page of 10 from a 20,000-line ledger reads a block or two, not the whole file."""
     path = tmp_path / LEDGER_FILES["anomaly"]
@@ -127,8 +150,8 @@ def test_index_counts_per_minute_issue_machine_and_run(tmp_path: Path):
         ],
     )
     index = LedgerIndex(str(path))
-    assert index.refresh() == 3
     start = minute_of("2026-01-01T00:00:00Z")
+    assert index.refresh(now=start + 2) == 3
     assert index.minutes == {start: 2, start + 1: 1}
     assert index.breakdown("issues", None, None) == {"PAINT-EQ-VOL-HIGH": 2, "PAINT-EQ-TEM-LOW": 1}
     assert index.breakdown("machines", start + 1, None) == {"PAINT-2": 1}
@@ -214,7 +237,7 @@ def test_failure_records_are_counted_as_run_failures_not_as_error_rows(tmp_path:
     )  # fmt: skip
     assert ledgers.append_failure(failure)
     start = minute_of("2026-01-01T10:00:00Z")
-    summary = LedgerSet(str(tmp_path)).summary(start, start + 60)
+    summary = LedgerSet(str(tmp_path), clock=lambda: start + 59).summary(start, start + 60)
 
     assert summary["counts"]["error"] == 1
     assert summary["totals"]["error"] == 1
@@ -233,7 +256,7 @@ def test_a_failure_record_an_earlier_version_left_in_the_error_ledger_is_a_run_f
     write_lines(tmp_path / LEDGER_FILES["error"], [failure])
     assert Ledgers(str(tmp_path)).append_failure({**failure, "run_id": "manual__new"})
     start = minute_of("2026-01-01T10:00:00Z")
-    summary = LedgerSet(str(tmp_path)).summary(start, start + 60)
+    summary = LedgerSet(str(tmp_path), clock=lambda: start + 59).summary(start, start + 60)
 
     assert summary["counts"]["error"] == 0
     assert summary["totals"]["error"] == 0
@@ -255,7 +278,7 @@ def test_ledger_set_summary_counts_rates_timeline_and_breakdowns(tmp_path: Path)
     ledgers.append_once("normal", RUN, [normal(i, "2026-01-01T10:00:30.000Z") for i in range(4, 9)])
     write_lines(tmp_path / LEDGER_FILES["error"], [{"timestamp": "2026-01-01T10:59:00Z"}])
     start = minute_of("2026-01-01T10:00:00Z")
-    summary = LedgerSet(str(tmp_path)).summary(start, start + 60)
+    summary = LedgerSet(str(tmp_path), clock=lambda: start + 59).summary(start, start + 60)
 
     assert summary["counts"] == {"anomaly": 3, "normal": 5, "error": 1, "total": 9}
     assert summary["anomaly_rate"] == round(3 / 8, 4)
@@ -282,7 +305,7 @@ def test_ledger_set_summary_counts_rates_timeline_and_breakdowns(tmp_path: Path)
     assert timeline["2026-01-01T10:01Z"]["anomaly_rate"] is None  # nothing judged
     assert summary["totals"] == {"anomaly": 4, "normal": 5, "error": 1, "total": 10}
 
-    everything = LedgerSet(str(tmp_path)).summary(None, start + 60)
+    everything = LedgerSet(str(tmp_path), clock=lambda: start + 59).summary(None, start + 60)
     assert everything["range"]["from"] == "2026-01-01T08:00Z"
     assert everything["counts"]["anomaly"] == 4
 
@@ -310,13 +333,13 @@ def test_requests_do_not_wait_for_the_first_pass_over_big_ledgers(tmp_path: Path
     release = threading.Event()
     real_refresh = LedgerIndex.refresh
 
-    def slow_refresh(self: LedgerIndex, *args: Any) -> int:
+    def slow_refresh(self: LedgerIndex, *args: Any, **kwargs: Any) -> int:
         assert release.wait(30), "the test never released the first pass"
-        return real_refresh(self, *args)
+        return real_refresh(self, *args, **kwargs)
 
     monkeypatch.setattr(LedgerIndex, "refresh", slow_refresh)
-    ledgers = LedgerSet(str(tmp_path))
     end = minute_of("2026-01-01T01:00:00Z")
+    ledgers = LedgerSet(str(tmp_path), clock=lambda: end - 1)
     assert ledgers.summary(None, end, wait=0.1) == {"indexing": {"progress": 0.0}}
     page = ledgers.recent("anomaly", 10, wait=0.1)
     assert page["total"] is None
@@ -337,8 +360,8 @@ def test_old_minutes_are_folded_into_hours_and_ranges_still_add_up(tmp_path: Pat
     iso = [ledger_reader.minute_iso(m).replace("Z", ":00.000Z") for m in stamps]
     write_lines(path, [anomaly(i, t, machine=f"PAINT-{i % 3}") for i, t in enumerate(iso)])
     index = LedgerIndex(str(path))
-    index.refresh()
     newest = stamps[-1]
+    index.refresh(now=newest)
     assert index.hourly_before > start
     old = [k for k in index.keys if k < index.hourly_before]
     assert old
@@ -352,5 +375,65 @@ def test_old_minutes_are_folded_into_hours_and_ranges_still_add_up(tmp_path: Pat
     assert index.count(newest - 59, newest + 1) == len(last_hour)
     # A late record for an hour already folded lands in that hour.
     write_lines(path, [anomaly(0, iso[0])])
-    index.refresh()
+    index.refresh(now=newest)
     assert index.count(start, start + 60) == len([m for m in stamps if m < start + 60]) + 1
+
+
+def test_a_record_stamped_in_the_future_never_moves_the_fold(tmp_path: Path):
+    """Ages are measured from the clock: one line stamped 2099 (a wrong clock, a hand-edited
+    ledger) leaves the recent minutes exact, and is counted apart as ``future``."""
+    now = minute_of("2026-06-01T12:30:00Z")
+    at = lambda minute: ledger_reader.minute_iso(minute).replace("Z", ":10.000Z")  # noqa: E731
+    recent = [now - 3, now - 3, now - 14, now - 40]
+    old = now - 9 * 24 * 60 - 17  # more than 8 days ago: kept per hour
+    write_lines(
+        tmp_path / LEDGER_FILES["anomaly"],
+        [
+            anomaly(0, at(old), machine="PAINT-OLD"),
+            *[anomaly(i + 1, at(m)) for i, m in enumerate(recent)],
+            anomaly(9, "2099-01-01T00:00:00.000Z", "PAINT-EQ-FUTURE", "PAINT-WRONG-CLOCK"),
+        ],
+    )
+    ledgers = LedgerSet(str(tmp_path), clock=lambda: now)
+    end = now + 1
+
+    last_15 = ledgers.summary(end - 15, end)
+    assert last_15["counts"]["anomaly"] == 3
+    assert last_15["future"] == {"anomaly": 1, "normal": 0, "error": 0, "total": 1}
+    hour = ledgers.summary(end - 60, end)
+    assert hour["counts"]["anomaly"] == 4
+    assert hour["range"]["bucket_minutes"] == 1
+    timeline = {b["start"]: b["anomaly"] for b in hour["timeline"] if b["anomaly"]}
+    assert timeline == {ledger_reader.minute_iso(now - 3): 2,
+                        ledger_reader.minute_iso(now - 14): 1,
+                        ledger_reader.minute_iso(now - 40): 1}  # fmt: skip
+    assert "PAINT-WRONG-CLOCK" not in {m["machine"] for m in hour["by_machine"]}
+
+    # "all": the future record is counted (and in the breakdowns), the timeline ends now.
+    everything = ledgers.summary(None, end)
+    assert everything["counts"]["anomaly"] == 6
+    assert everything["totals"]["anomaly"] == 6
+    assert {"issue": "PAINT-EQ-FUTURE", "count": 1} in everything["by_issue"]
+    assert sum(b["anomaly"] for b in everything["timeline"]) == 5
+    assert everything["range"]["to"] == ledger_reader.minute_iso(end)
+
+    # The fold is measured from now: the old record's minute went into its hour, no more.
+    index = ledgers.indexes["anomaly"]
+    assert index.hourly_before <= now - ledger_reader.MINUTE_DETAIL
+    assert old - old % 60 in index.minutes
+    assert all(m in index.minutes for m in recent)
+
+
+def test_the_fold_follows_the_clock_at_each_answer(tmp_path: Path):
+    """The clock is read as each request is answered: nine days later, the same minutes are
+    kept per hour (and still counted), without a line appended or a restart."""
+    now = minute_of("2026-06-01T12:30:00Z")
+    clock = [now]
+    write_lines(tmp_path / LEDGER_FILES["normal"], [normal(0, "2026-06-01T12:07:00.000Z")])
+    ledgers = LedgerSet(str(tmp_path), clock=lambda: clock[0])
+    assert ledgers.summary(now - 59, now + 1)["counts"]["normal"] == 1
+    index = ledgers.indexes["normal"]
+    assert list(index.minutes) == [now - 23]
+    clock[0] = now + 9 * 24 * 60
+    assert ledgers.summary(None, clock[0] + 1)["counts"]["normal"] == 1
+    assert list(index.minutes) == [now - 30]  # its hour, 12:00

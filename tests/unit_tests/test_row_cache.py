@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from pathlib import Path
@@ -15,20 +14,28 @@ from include.painting_simulator.row_cache import CachedRows, RowCache
 BLOB = "devstoreaccount1/simulator-data/painting-process-equipment/line.csv"
 
 
+def source(count: int, tag: str = "v1") -> bytes:
+    """A CSV blob of ``count`` rows: non-ASCII text, a quoted value, and every 7th row an error."""
+    lines = ["machineId,timeStamp,Thick,PT_jo_V_1,PT_jo_A_Main_1,PT_jo_TP,tag,note"]
+    for i in range(count):
+        extra = ",unquoted" if i % 7 == 0 else ""
+        lines.append(f'{i % 4 + 1},t{i},19.9,260,70,34,{tag},"도장, 라인 {i}"{extra}')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def indexed(count: int, tag: str = "v1") -> csv_format.Indexed:
+    return csv_format.index_csv(source(count, tag))
+
+
 def rows(count: int, tag: str = "v1") -> list[dict]:
-    # Whatever parse_csv returns is stored opaquely: reserved keys and non-ASCII text included.
-    return [
-        {"machineId": str(i % 4 + 1), "row": str(i), "tag": tag, "note": "도장 라인"}
-        if i % 7
-        else {"__error__": f"row {i}: bad quoting", "raw": 'a,"b'}
-        for i in range(count)
-    ]
+    """What the cache must give back: the entries of the blob as parse_csv reads them."""
+    return csv_format.parse_csv(source(count, tag))
 
 
 def test_stored_rows_come_back_exactly_and_in_order(tmp_path):
     cache = RowCache(str(tmp_path))
     expected = rows(1000)
-    stored = cache.store(BLOB, '"0x1"', expected)
+    stored = cache.store(BLOB, '"0x1"', indexed(1000))
     reopened = cache.open(BLOB, '"0x1"')
     assert reopened is not None
     for cached in (stored, reopened):
@@ -41,7 +48,7 @@ def test_stored_rows_come_back_exactly_and_in_order(tmp_path):
 
 def test_slices_and_indexes_behave_like_a_list(tmp_path):
     expected = rows(600)
-    cached = RowCache(str(tmp_path)).store(BLOB, "e", expected)
+    cached = RowCache(str(tmp_path)).store(BLOB, "e", indexed(len(expected)))
     for piece in (
         slice(0, 10),
         slice(250, 260),
@@ -63,30 +70,30 @@ def test_slices_and_indexes_behave_like_a_list(tmp_path):
 def test_a_window_reads_only_its_lines(tmp_path):
     """Damage a line far from the window: the window still reads, that line does not."""
     cache = RowCache(str(tmp_path))
-    cached = cache.store(BLOB, "e", rows(2000))
+    cached = cache.store(BLOB, "e", indexed(2000))
     path = Path(cached.path)
     data = bytearray(path.read_bytes())
-    start = data.index(b'"row":"1900"')
-    data[start : start + 5] = b"#####"
+    start = data.index(b",t1900,")
+    data[start : start + 3] = b"\xff\xfe\xfd"
     path.write_bytes(bytes(data))
     damaged = cache.open(BLOB, "e")  # the trailer and offsets are intact
     assert damaged is not None
     assert damaged[10:20] == rows(2000)[10:20]
-    with pytest.raises(json.JSONDecodeError):
+    with pytest.raises(UnicodeDecodeError):
         damaged[1900]
 
 
 def test_an_empty_blob_is_cached_as_no_rows(tmp_path):
     cache = RowCache(str(tmp_path))
-    assert len(cache.store(BLOB, "e", [])) == 0
+    assert len(cache.store(BLOB, "e", csv_format.EMPTY)) == 0
     assert list(cache.open(BLOB, "e")) == []
 
 
 def test_a_new_etag_is_a_miss_and_its_build_replaces_the_old_version(tmp_path):
     cache = RowCache(str(tmp_path))
-    cache.store(BLOB, '"0x1"', rows(5, "v1"))
+    cache.store(BLOB, '"0x1"', indexed(5, "v1"))
     assert cache.open(BLOB, '"0x2"') is None
-    cache.store(BLOB, '"0x2"', rows(8, "v2"))
+    cache.store(BLOB, '"0x2"', indexed(8, "v2"))
     assert [r.get("tag") for r in cache.open(BLOB, '"0x2"')][1:3] == ["v2", "v2"]
     assert cache.open(BLOB, '"0x1"') is None
     assert len(list(tmp_path.iterdir())) == 1
@@ -94,8 +101,8 @@ def test_a_new_etag_is_a_miss_and_its_build_replaces_the_old_version(tmp_path):
 
 def test_blobs_do_not_share_entries(tmp_path):
     cache = RowCache(str(tmp_path))
-    cache.store(BLOB, "e", rows(3, "a"))
-    cache.store(BLOB + "2", "e", rows(4, "b"))
+    cache.store(BLOB, "e", indexed(3, "a"))
+    cache.store(BLOB + "2", "e", indexed(4, "b"))
     assert len(cache.open(BLOB, "e")) == 3
     assert len(cache.open(BLOB + "2", "e")) == 4
 
@@ -103,12 +110,12 @@ def test_blobs_do_not_share_entries(tmp_path):
 def test_a_wiped_directory_is_a_miss_and_is_recreated(tmp_path):
     directory = tmp_path / "cache"
     cache = RowCache(str(directory))
-    cache.store(BLOB, "e", rows(3))
+    cache.store(BLOB, "e", indexed(3))
     for path in directory.iterdir():
         path.unlink()
     directory.rmdir()
     assert cache.open(BLOB, "e") is None
-    assert len(cache.store(BLOB, "e", rows(3))) == 3
+    assert len(cache.store(BLOB, "e", indexed(3))) == 3
 
 
 @pytest.mark.parametrize(
@@ -118,29 +125,30 @@ def test_a_wiped_directory_is_a_miss_and_is_recreated(tmp_path):
         pytest.param(lambda data: data[:-1], id="last-byte-missing"),
         pytest.param(lambda data: b"", id="empty"),
         pytest.param(lambda data: b"not a cache file at all\n" * 3, id="garbage"),
-        pytest.param(lambda data: data[:-24] + b"PAINTRW9" + data[-16:], id="wrong-magic"),
+        pytest.param(lambda data: data[:-32] + b"PAINTRW9" + data[-24:], id="wrong-magic"),
+        pytest.param(lambda data: data[:-40] + b"{notjson" + data[-32:], id="bad-header"),
     ],
 )
 def test_a_partial_or_corrupt_file_is_a_miss_and_is_removed(tmp_path, damage):
     cache = RowCache(str(tmp_path))
-    path = Path(cache.store(BLOB, "e", rows(50)).path)
+    path = Path(cache.store(BLOB, "e", indexed(50)).path)
     path.write_bytes(damage(path.read_bytes()))
     assert cache.open(BLOB, "e") is None
     assert not path.exists()
-    assert list(cache.store(BLOB, "e", rows(50))) == rows(50)
+    assert list(cache.store(BLOB, "e", indexed(50))) == rows(50)
 
 
 def test_a_reader_keeps_its_version_while_a_builder_replaces_it(tmp_path):
     cache = RowCache(str(tmp_path))
-    old = cache.store(BLOB, "e", rows(300, "old"))
-    cache.store(BLOB, "e", rows(10, "new"))  # same version key rebuilt (e.g. after a wipe)
+    old = cache.store(BLOB, "e", indexed(300, "old"))
+    cache.store(BLOB, "e", indexed(10, "new"))  # same version key rebuilt (e.g. after a wipe)
     assert len(old) == 300
     assert old[299]["tag"] == "old"
     assert cache.open(BLOB, "e")[1]["tag"] == "new"
 
 
 def _build(directory: str, tag: str) -> None:
-    RowCache(directory).store(BLOB, "e", rows(3000, tag))
+    RowCache(directory).store(BLOB, "e", indexed(3000, tag))
 
 
 def test_concurrent_builders_leave_one_complete_file(tmp_path):
@@ -159,13 +167,11 @@ def test_concurrent_builders_leave_one_complete_file(tmp_path):
 
 
 def test_a_failed_build_leaves_no_file(tmp_path):
-    def broken():
-        yield {"a": "1"}
-        raise RuntimeError("parser failed")
-
+    good = indexed(5)
+    broken = csv_format.Indexed(good.header, good.text[:-1], good.starts, good.undecodable)
     cache = RowCache(str(tmp_path))
-    with pytest.raises(RuntimeError):
-        cache.store(BLOB, "e", broken())
+    with pytest.raises(ValueError, match="does not match"):
+        cache.store(BLOB, "e", broken)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -189,7 +195,7 @@ def test_the_cache_key_is_the_csv_format_modules_code_only():
 def test_an_unwritable_cache_keeps_the_rows_in_memory(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the cache directory should be")
-    kept = RowCache(str(blocker / "cache")).keep(BLOB, "e", rows(3), size=10)
+    kept = RowCache(str(blocker / "cache")).keep(BLOB, "e", indexed(3), size=10)
     assert list(kept) == rows(3)
     assert not isinstance(kept, CachedRows)
 
@@ -204,7 +210,7 @@ def test_cached_rows_is_a_sequence_for_the_window_arithmetic(tmp_path):
     from include.painting_simulator import sequence
 
     expected = rows(30)
-    cached = RowCache(str(tmp_path)).store(BLOB, "e", expected)
+    cached = RowCache(str(tmp_path)).store(BLOB, "e", indexed(len(expected)))
     blobs = {"a.csv": cached, "b.csv": expected}
     window = sequence.take_window(list(blobs), sequence.Position("a.csv", 25), 10, blobs.get)
     assert [(blob, row) for blob, row, _ in window.rows][:6] == [

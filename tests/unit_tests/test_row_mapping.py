@@ -104,6 +104,29 @@ def test_a_non_numeric_value_is_named_in_the_error(column: str) -> None:
     assert "'12,5' is not a number" in str(caught.value)
 
 
+# What float() reads but a number is not here: digit separators and other scripts' digits.
+NOT_ASCII_NUMBERS = ["2_0.1", "1_000", "١٩.٩", "۲۶۰", "１９.９", "19.9\u0661"]
+
+
+@pytest.mark.parametrize("text", NOT_ASCII_NUMBERS)
+@pytest.mark.parametrize("column", ["Thick", "PT_jo_V_1", "PT_jo_A_Main_1", "PT_jo_TP"])
+def test_what_float_reads_beyond_ascii_digits_is_not_a_number(column: str, text: str) -> None:
+    float(text)  # Python reads every one of them
+    with pytest.raises(RowMappingError) as caught:
+        to_request_body(_row(**{column: text}))
+    assert caught.value.column == column
+    assert f"{text!r} is not a number" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("19.9", 19.9), (" -7 ", -7.0), ("+.5", 0.5), ("5.", 5.0), ("1e3", 1000.0),
+     ("2.5E-1", 0.25), ("\u00a034\t", 34.0), ("007", 7.0)],
+)  # fmt: skip
+def test_ascii_numbers_with_sign_point_exponent_and_spaces_are_read(text: str, number: float):
+    assert to_request_body(_row(Thick=text))["thick"] == number
+
+
 @pytest.mark.parametrize("text", ["NaN", "nan", "inf", "-Infinity", "+inf", "1e999"])
 @pytest.mark.parametrize("column", ["Thick", "PT_jo_V_1", "PT_jo_A_Main_1", "PT_jo_TP"])
 def test_a_value_json_cannot_carry_is_rejected_and_named(column: str, text: str) -> None:

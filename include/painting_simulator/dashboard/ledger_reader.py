@@ -8,14 +8,17 @@ months of simulation they hold millions of lines. Two ways of reading keep the d
 * :class:`LedgerIndex` keeps **counts per minute** (per issue code and per machine for
   anomalies, per run) together with the byte offset it has consumed. Each refresh reads only
   the lines appended since; a file that shrank or was replaced (rotation) is indexed again.
-  Minutes more than 8 days before the newest record are folded into hours, so the index of
-  years of ledger stays small.
+  Minutes more than 8 days before **now** are folded into hours, so the index of years of
+  ledger stays small. Ages are measured from the clock, never from the ledger: a record
+  stamped in the future (a machine with a wrong clock, a hand-edited ledger) cannot fold the
+  present away; :meth:`LedgerSet.summary` counts such records apart (``future``).
 
 Run failures are counted from their own ledger (``painting_run_failures.jsonl``); a failure
 record that an earlier version left in ``painting_errors.jsonl`` is counted as a run failure
 too, never as an error row. Lines are read defensively: future fields are ignored; a line that
-is not a JSON object with a ``timestamp`` is counted as skipped, never fatal. A torn last line
-(a writer still appending) is left for the next refresh.
+is not a record (:func:`read_line`: a JSON object with an ISO-8601 ``timestamp``) is counted as
+skipped by the index and left out of the table alike, never fatal. A torn last line (a writer
+still appending) is left for the next refresh.
 
 No Airflow here: the dashboard plugin resolves the output directory and calls this module.
 """
@@ -26,16 +29,18 @@ import bisect
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
+from include.painting_simulator.records import is_row_record
 from include.painting_simulator.settings import KINDS, LEDGER_FILES, RUN_FAILURES_LEDGER
 
-# Counts are kept per minute for the 8 days before the newest record, per hour before that.
+# Counts are kept per minute for the 8 days before now, per hour before that.
 MINUTE_DETAIL = 8 * 24 * 60
 BLOCK_SIZE = 1 << 16
 # Per-run counts are kept for the most recent runs only (the dashboard shows the last run).
@@ -83,19 +88,27 @@ def parse_record(line: bytes) -> dict[str, Any] | None:
 
 
 def newest_records(path: str, limit: int, offset: int = 0) -> list[dict[str, Any]]:
-    """Records ``offset`` .. ``offset + limit - 1`` counted from the newest, newest first."""
+    """Row records ``offset`` .. ``offset + limit - 1`` counted from the newest, newest first.
+
+    Only lines the index counts as rows are listed (:func:`read_line`): a line that is not a
+    record is neither a row of the page nor counted in ``offset``, so the pages add up to the
+    index's total.
+    """
     records: list[dict[str, Any]] = []
     if limit <= 0:
         return records
+    decoder = _decoder()
     skip = offset
-    for line in lines_backwards(path):
-        record = parse_record(line)
-        if record is None:
+    for raw in lines_backwards(path):
+        line = read_line(raw, decoder)
+        if line is None or not line.is_row:
             continue
         if skip:
             skip -= 1
             continue
-        records.append(record)
+        record = parse_record(raw)
+        if record is not None:  # always, once read_line took it (kept for the type checker)
+            records.append(record)
         if len(records) >= limit:
             break
     return records
@@ -128,6 +141,11 @@ def _utc_minute(minute: str) -> int:
     return int((moment - _EPOCH).total_seconds() // 60)
 
 
+def now_minute() -> int:
+    """Now, in minutes since the epoch (UTC): the clock every age is measured from."""
+    return int(time.time() // 60)
+
+
 def minute_iso(minute: int) -> str:
     return (_EPOCH + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%MZ")
 
@@ -148,10 +166,24 @@ def _bump(table: dict[int, dict[str, int]], minute: int, name: Any) -> None:
         counts[name] = counts.get(name, 0) + 1
 
 
-def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any, Any] | None:
-    """(timestamp, run_id, issue, machineId, record_type) of one line; None if not a record.
+class Line(NamedTuple):
+    """What the index and the table need of one ledger line that is a record."""
 
-    ``record_type`` is set only on records that are not rows (a run's failure record).
+    minute: int  # of its ``timestamp`` (UTC)
+    timestamp: str
+    run_id: Any
+    issue: Any
+    machine: Any
+    is_row: bool  # False: a run's failure record (records.is_row_record)
+
+
+def read_line(line: bytes, decoder: Any) -> Line | None:
+    """The record on one ledger line; None if the line is not a record.
+
+    The dashboard's one definition of "a record", used by the index (counts, ``skipped_lines``)
+    and by the recent-anomalies table (:func:`newest_records`): a JSON object whose
+    ``timestamp`` is an ISO-8601 time. A record is a row unless it has a ``record_type``
+    (:func:`records.is_row_record`): a run's failure record, which is not a row.
     """
     import msgspec
 
@@ -162,21 +194,27 @@ def _fields(line: bytes, decoder: Any) -> tuple[Any, Any, Any, Any, Any] | None:
         machine = (prediction.machineId if prediction else None) or (
             data.machineId if data else None
         )
-        return row.timestamp, row.run_id, issue, machine, row.record_type
+        timestamp, run_id = row.timestamp, row.run_id
+        is_row = row.record_type is msgspec.UNSET  # no record_type key: is_row_record's rule
     except msgspec.ValidationError:
-        pass  # an unexpected shape (e.g. a list where a record was expected): slow path
+        # An unexpected shape (e.g. a list where a record was expected): the slow path.
+        record = parse_record(line)
+        if record is None:
+            return None
+        prediction = record.get("prediction") if isinstance(record.get("prediction"), dict) else {}
+        data = record.get("original_data") if isinstance(record.get("original_data"), dict) else {}
+        issue, machine = (
+            prediction.get("issue"),
+            prediction.get("machineId") or data.get("machineId"),
+        )
+        timestamp, run_id = record.get("timestamp"), record.get("run_id")
+        is_row = is_row_record(record)
     except msgspec.DecodeError:
         return None
-    record = parse_record(line)
-    if record is None:
+    minute = minute_of(timestamp)
+    if minute is None:
         return None
-    prediction = record.get("prediction") if isinstance(record.get("prediction"), dict) else {}
-    data = record.get("original_data") if isinstance(record.get("original_data"), dict) else {}
-    machine = prediction.get("machineId") or data.get("machineId")
-    timestamp, run_id, record_type = (
-        record.get("timestamp"), record.get("run_id"), record.get("record_type")
-    )  # fmt: skip
-    return timestamp, run_id, prediction.get("issue"), machine, record_type
+    return Line(minute, timestamp, run_id, issue, machine, is_row)
 
 
 @cache
@@ -192,7 +230,7 @@ def _decoder() -> Any:
             ("run_id", Any, None),
             ("prediction", reading | None, None),
             ("original_data", reading | None, None),
-            ("record_type", Any, None),
+            ("record_type", Any, msgspec.UNSET),  # absent vs null, as is_row_record
         ],
     )
     return msgspec.json.Decoder(row)
@@ -220,8 +258,12 @@ class LedgerIndex:
     def reset(self) -> None:
         self.__init__(self.path)  # type: ignore[misc]
 
-    def refresh(self, block_size: int = 1 << 20) -> int:
-        """Index the lines appended since the last call; return how many were read."""
+    def refresh(self, block_size: int = 1 << 20, now: int | None = None) -> int:
+        """Index the lines appended since the last call; return how many were read.
+
+        ``now`` (minutes since the epoch, default: the clock) is where the 8 days of
+        per-minute detail are measured from."""
+        now = now_minute() if now is None else now
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
@@ -233,6 +275,7 @@ class LedgerIndex:
             self.reset()  # rotated, replaced or truncated: start over
             self.file_id = file_id
         if stat.st_size == self.offset:
+            self._compact(now)  # nothing new, but time went on
             return 0
         decoder = _decoder()
         read = 0
@@ -255,18 +298,19 @@ class LedgerIndex:
                         read += 1
                 self.offset += end + 1
                 fh.seek(self.offset)
-                self._compact()  # as it goes: a first pass over years stays small
+                self._compact(now)  # as it goes: a first pass over years stays small
         return read
 
-    def _compact(self) -> None:
-        """Fold minutes older than ``MINUTE_DETAIL`` before the newest record into hours.
+    def _compact(self, now: int) -> None:
+        """Fold minutes older than ``MINUTE_DETAIL`` before ``now`` into hours.
 
         Per-minute detail is only needed by the short ranges; years of ledger kept per minute
         would cost gigabytes. Ranges reaching further back use buckets of an hour or more.
+        The cut-off follows the clock only: the newest record may be stamped in the future.
         """
         if not self.keys:
             return
-        cutoff = self.keys[-1] - MINUTE_DETAIL
+        cutoff = now - MINUTE_DETAIL
         cutoff -= cutoff % 60
         if cutoff <= self.hourly_before:
             return
@@ -287,14 +331,13 @@ class LedgerIndex:
         self.keys[low:high] = sorted({minute - minute % 60 for minute in segment})
         self.hourly_before = cutoff
 
-    def _add(self, line: bytes, decoder: Any) -> None:
-        fields = _fields(line, decoder)
-        minute = minute_of(fields[0]) if fields else None
-        if fields is None or minute is None:
+    def _add(self, raw: bytes, decoder: Any) -> None:
+        line = read_line(raw, decoder)
+        if line is None:
             self.skipped += 1
             return
-        timestamp, run_id, issue, machine, record_type = fields
-        if record_type is not None:
+        minute, timestamp, run_id, issue, machine, is_row = line
+        if not is_row:
             self.run_failures += 1  # not a row: never counted as an error row
             return
         self.lines += 1
@@ -366,8 +409,9 @@ class LedgerSet:
     answered at once instead of waiting. Later refreshes read only the new lines, inline.
     """
 
-    def __init__(self, output_dir: str) -> None:
+    def __init__(self, output_dir: str, clock: Callable[[], int] = now_minute) -> None:
         self.output_dir = output_dir
+        self.clock = clock  # now, in minutes: the fold of old minutes is measured from it
         self.indexes = {
             kind: LedgerIndex(os.path.join(output_dir, name)) for kind, name in LEDGER_FILES.items()
         }
@@ -378,9 +422,10 @@ class LedgerSet:
         self._builder_lock = threading.Lock()  # not _lock: the builder holds that one
 
     def refresh(self) -> None:
+        now = self.clock()  # taken as each request is answered
         with self._lock:
             for index in self._all():
-                index.refresh()
+                index.refresh(now=now)
 
     def _all(self) -> list[LedgerIndex]:
         return [*self.indexes.values(), self.failures]
@@ -435,10 +480,16 @@ class LedgerSet:
 
     def summary(self, start: int | None, end: int, wait: float = 1.0) -> dict[str, Any]:
         """Counts, anomaly rate, timeline and breakdowns for minutes ``start`` <= m < ``end``;
-        ``{"indexing": progress}`` while the first pass over the ledgers is still running."""
+        ``{"indexing": progress}`` while the first pass over the ledgers is still running.
+
+        ``end`` is the minute after now (the plugin's clock at answering). Records stamped at
+        ``end`` or later are in the future: counted in ``future``, and, when ``start`` is None
+        ("all"), in the counts and breakdowns too, but never in the timeline, which ends now.
+        """
         if not self.ready(wait):
             return {"indexing": {"progress": self.progress()}}
         with self._lock:
+            everything = start is None
             anomalies = self.indexes["anomaly"]
             if start is None:  # all of it: from the first minute any ledger holds
                 firsts = [i.keys[0] for i in self.indexes.values() if i.keys]
@@ -454,8 +505,12 @@ class LedgerSet:
                     n = index.minutes[minute]
                     counts[kind] += n
                     timeline[minute - minute % width][kind] += n
-            by_issue = anomalies.breakdown("issues", start, end)
-            by_machine = anomalies.breakdown("machines", start, end)
+            future = {kind: index.count(end, None) for kind, index in self.indexes.items()}
+            if everything:
+                counts = {kind: n + future[kind] for kind, n in counts.items()}
+            until = None if everything else end
+            by_issue = anomalies.breakdown("issues", start, until)
+            by_machine = anomalies.breakdown("machines", start, until)
             totals = {kind: index.lines for kind, index in self.indexes.items()}
             skipped = sum(index.skipped for index in self.indexes.values())
             run_failures = sum(index.run_failures for index in self._all())
@@ -474,6 +529,7 @@ class LedgerSet:
             "totals": {**totals, "total": sum(totals.values())},
             "skipped_lines": skipped,
             "run_failures": run_failures,
+            "future": {**future, "total": sum(future.values())},
             "newest_record": newest,
         }
 

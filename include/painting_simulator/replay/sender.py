@@ -11,6 +11,7 @@ What an answer means and when to retry are the simulator's own rules (:mod:`mode
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,12 +59,14 @@ def endpoint_from_hook(hook: Any, timeout: float, attempts: int) -> Endpoint:
     )
 
 
-async def _post(session: Any, url: str, body: dict[str, Any]) -> model_client.HttpAnswer:
+async def _post(session: Any, url: str, payload: bytes) -> model_client.HttpAnswer:
+    """POST the JSON ``payload`` (the session sends it as ``application/json``)."""
     import aiohttp
 
     try:
-        async with session.post(url, json=body) as response:
-            text = await response.text()
+        async with session.post(url, data=payload) as response:
+            # 204 (a normal row: nearly every one) has no body to decode.
+            text = "" if response.status == 204 else await response.text()
             retry_after = response.headers.get("Retry-After", "").strip()
             return model_client.HttpAnswer(
                 response.status, text, float(retry_after) if retry_after.isdigit() else None
@@ -77,10 +80,11 @@ async def send_with_retries(
 ) -> model_client.CallResult:
     """POST one body under the simulator's :class:`model_client.RetryPolicy`, on the event loop."""
     policy = model_client.RetryPolicy(attempts, backoff_seconds)
+    payload = json.dumps(body).encode()  # what aiohttp's json= sends, encoded once per row
     while True:
         try:
             answer: model_client.HttpAnswer | model_client.TransportError = await _post(
-                session, url, body
+                session, url, payload
             )
         except model_client.TransportError as exc:
             answer = exc
@@ -143,11 +147,15 @@ async def replay_chunks(
 
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=concurrency, ssl=None if endpoint.verify else False)
+    headers = dict(endpoint.headers)  # the bodies are JSON, unless the connection says more
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"
     session = aiohttp.ClientSession(
         connector=connector,
-        headers=endpoint.headers,
+        headers=headers,
         auth=aiohttp.BasicAuth(*endpoint.auth) if endpoint.auth else None,
         timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),  # the service sets no cookies: no jar per request
     )
     async with session:
         sender = _Sender(session, endpoint, concurrency, rate)
