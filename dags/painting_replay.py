@@ -9,17 +9,23 @@ outcome in the simulator's ledgers and writes a load-test report.
 plan_shards ► replay_shard × shards (mapped) ► summarize
 ```
 
-* **plan_shards** counts the rows of the sequence (all `.csv` blobs under the prefix, sorted by
-  name, as for the simulator) and splits `rows` rows from `start_row` into `shards` ranges.
+* **plan_shards** checks the `thresholds` (param, else the Variable
+  `painting_replay_thresholds`): an unknown name or a malformed limit fails the run here, before
+  any row is sent. Then it counts the rows of the sequence (all `.csv` blobs under the prefix,
+  sorted by name, as for the simulator) and splits `rows` rows from `start_row` into `shards`
+  ranges.
 * **replay_shard** (one mapped task per shard, so a Celery deployment spreads them over
   workers) streams its rows from the local row cache, POSTs them with at most `concurrency`
   requests in flight (and `rate / shards` rows per second if `rate` is set) and appends each
   outcome to the ledgers under this run's id. A retry resumes after the last recorded chunk.
 * **summarize** merges the shards' figures — rows, outcomes by kind, throughput, latency
   p50/p95/p99/max, errors by cause — logs them as a table and appends them to
-  `painting_replay_summary.jsonl` in `painting_output_dir` (see `docs/replay.md`).
+  `painting_replay_summary.jsonl` in `painting_output_dir` (see `docs/replay.md`). With
+  thresholds it judges each (✓ / ✗ in the report, `thresholds` and `passed` in the summary)
+  and, once the summary is written, **fails the run** when any failed: a release gate.
 
-Trigger with e.g. `{"start_row": 0, "rows": 100000, "concurrency": 16, "rate": 0, "shards": 2}`.
+Trigger with e.g. `{"start_row": 0, "rows": 100000, "concurrency": 16, "rate": 0, "shards": 2,
+"thresholds": {"latency_p95_ms": 50, "error_rate": 0.01}}`.
 The simulator's position (`painting_position`) is neither read nor moved.
 """
 
@@ -92,6 +98,16 @@ log = logging.getLogger("painting_simulator")
             title="Shards",
             description="Parallel mapped tasks the range is split into.",
         ),
+        settings.PARAM_THRESHOLDS: Param(
+            None,
+            type=["null", "object"],
+            title="Thresholds",
+            description="Release gate: the run fails when a limit is not met. Keys (all "
+            "optional): latency_p95_ms, latency_p99_ms, error_rate (max); anomaly_rate "
+            "([min, max]); throughput_rows_per_second, expected_accuracy (min). Empty: the "
+            f"Variable {settings.VAR_REPLAY_THRESHOLDS}. E.g. "
+            '{"latency_p95_ms": 50, "error_rate": 0.01, "anomaly_rate": [0.05, 0.3]}',
+        ),
     },
 )
 def painting_replay() -> None:
@@ -101,9 +117,18 @@ def painting_replay() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.painting_simulator import airflow_runtime
-        from include.painting_simulator.replay import plan
+        from include.painting_simulator.replay import plan, thresholds
 
         config, params = airflow_runtime.run_config(), context["params"]
+        try:
+            limits = thresholds.resolve(
+                params[settings.PARAM_THRESHOLDS],
+                airflow_runtime.variable(settings.VAR_REPLAY_THRESHOLDS),
+            )
+        except thresholds.ThresholdError as exc:
+            raise AirflowFailException(str(exc)) from None
+        log.info("thresholds: %s", limits or "none")
+        context["ti"].xcom_push(key=settings.XCOM_REPLAY_THRESHOLDS, value=limits)
         total = plan.count_rows(airflow_runtime.blob_rows(config), config.prefix)
         try:
             specs = plan.plan_shards(total, params["start_row"], params["rows"], params["shards"])
@@ -140,19 +165,24 @@ def painting_replay() -> None:
         log.info("%s\n%s", endpoint.url, summary.format_summary(shard_summary))
         return shard_summary
 
-    @task(multiple_outputs=False)
-    def summarize(summaries: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
-        """Merge the shards' figures, log the summary and append it to the summary file."""
+    @task
+    def summarize(summaries: list[dict[str, Any]], **context: Any) -> None:
+        """Merge the shards' figures, judge the thresholds, log the summary and append it to the
+        summary file; then fail the run if a threshold failed."""
         from airflow.providers.http.hooks.http import HttpHook
+        from airflow.sdk.exceptions import AirflowFailException
 
         from include.painting_simulator import airflow_runtime
-        from include.painting_simulator.replay import summary
+        from include.painting_simulator.replay import summary, thresholds
 
-        config = airflow_runtime.run_config()
+        config, ti = airflow_runtime.run_config(), context["ti"]
         url = HttpHook(http_conn_id=settings.MODEL_CONN_ID).url_from_endpoint(
             settings.PREDICT_ENDPOINT
         )
-        merged = summary.combine(list(summaries), context["run_id"], context["params"], url)
+        limits = ti.xcom_pull(task_ids="plan_shards", key=settings.XCOM_REPLAY_THRESHOLDS)
+        merged = summary.combine(
+            list(summaries), context["run_id"], context["params"], url, limits or {}
+        )
         writer = airflow_runtime.results(config)
         writer.write_summary(merged)
         log.info(
@@ -160,7 +190,10 @@ def painting_replay() -> None:
             summary.format_summary(merged),
             writer.describe(settings.REPLAY_SUMMARY),
         )
-        return merged
+        ti.xcom_push(key=settings.XCOM_REPLAY_SUMMARY, value=merged)
+        failed = thresholds.failure_message(merged["thresholds"])
+        if failed:
+            raise AirflowFailException(failed)  # not retried: the figures would not change
 
     summarize(replay_shard.expand(spec=plan_shards()))
 

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from include.model_service import model as app_settings
 from include.model_service.faults import FAULT_KINDS, FaultConfig, parse_mix
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "sample_data" / "painting_sample.csv"
@@ -37,6 +38,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--issue-log", default=None, help="append anomalies to this JSONL file")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    version = parser.add_argument_group(
+        "model version (a candidate that disagrees with the default on known rows)"
+    )
+    version.add_argument(
+        "--model-version",
+        default=app_settings.MODEL_VERSION,
+        help=f"the version /model/info names (default {app_settings.MODEL_VERSION})",
+    )
+    version.add_argument(
+        "--threshold",
+        type=float,
+        default=app_settings.THRESHOLD,
+        help=f"relative thickness error at which a row is an anomaly (default "
+        f"{app_settings.THRESHOLD})",
+    )
+    version.add_argument(
+        "--mch-threshold",
+        type=float,
+        default=app_settings.MCH_THRESHOLD,
+        help=f"sum of |attributions| below which the machine is blamed (default "
+        f"{app_settings.MCH_THRESHOLD})",
+    )
     parser.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,
@@ -83,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        app_settings.check_version(args.model_version, args.threshold, args.mch_threshold)
+    except ValueError as exc:
+        parser.error(str(exc))
     if fault_config.enabled and args.workers > 1:
         parser.error("fault injection needs --workers 1 (the draws and counts are per process)")
 
@@ -107,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[app_module.ENV_DATA] = data or ""
         os.environ[app_module.ENV_ANOMALY_BODY] = args.anomaly_body
         os.environ[app_module.ENV_ISSUE_LOG] = args.issue_log or ""
+        os.environ[app_module.ENV_MODEL_VERSION] = args.model_version
+        os.environ[app_module.ENV_THRESHOLD] = str(args.threshold)
+        os.environ[app_module.ENV_MCH_THRESHOLD] = str(args.mch_threshold)
         uvicorn.run(
             "include.model_service.app:create_app_from_env",
             factory=True,
@@ -114,7 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             **common,
         )
     else:
-        app = app_module.create_app(data, anomaly_body=args.anomaly_body, issue_log=args.issue_log)
+        app = app_module.create_app(
+            data,
+            anomaly_body=args.anomaly_body,
+            issue_log=args.issue_log,
+            model_version=args.model_version,
+            threshold=args.threshold,
+            mch_threshold=args.mch_threshold,
+        )
         if fault_config.enabled:
             from include.model_service.faults import FaultInjection
 

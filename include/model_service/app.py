@@ -23,7 +23,13 @@ from fastapi import FastAPI, File, HTTPException, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from include.model_service.model import CSV_COLUMNS, ThicknessModel
+from include.model_service.model import (
+    CSV_COLUMNS,
+    MCH_THRESHOLD,
+    MODEL_VERSION,
+    THRESHOLD,
+    ThicknessModel,
+)
 
 SERVICE_NAME = "painting-process-equipment-defect-detection-model-service"
 SERVICE_VERSION = "1.0.0-reference"
@@ -37,6 +43,9 @@ AnomalyBody = Literal["flat", "predictions"]
 ENV_DATA = "MODEL_SERVICE_DATA"
 ENV_ANOMALY_BODY = "MODEL_SERVICE_ANOMALY_BODY"
 ENV_ISSUE_LOG = "MODEL_SERVICE_ISSUE_LOG"
+ENV_MODEL_VERSION = "MODEL_SERVICE_MODEL_VERSION"
+ENV_THRESHOLD = "MODEL_SERVICE_THRESHOLD"
+ENV_MCH_THRESHOLD = "MODEL_SERVICE_MCH_THRESHOLD"
 
 logger = logging.getLogger(__name__)
 _DATETIME = TypeAdapter(datetime)
@@ -86,16 +95,22 @@ def create_app(
     data_path: str | None,
     anomaly_body: AnomalyBody = "flat",
     issue_log: str | None = None,
+    *,
+    model_version: str = MODEL_VERSION,
+    threshold: float = THRESHOLD,
+    mch_threshold: float = MCH_THRESHOLD,
 ) -> FastAPI:
     """Build the service app; the model is fitted on ``data_path`` now (None = no model).
 
     ``anomaly_body="predictions"`` wraps the 200 answer as ``{"predictions": [record]}`` (the shape
     the original simulator expected; a test switch). ``issue_log`` is a JSON-lines file to which
-    every anomaly record is appended (None = not written).
+    every anomaly record is appended (None = not written). ``model_version``, ``threshold`` and
+    ``mch_threshold`` make it another model version (:meth:`ThicknessModel.version_of`).
     """
     if anomaly_body not in ("flat", "predictions"):
         raise ValueError(f"anomaly_body must be 'flat' or 'predictions', not {anomaly_body!r}")
-    model = _load_model(data_path)
+    fitted = _load_model(data_path)
+    model = fitted and fitted.version_of(model_version, threshold, mch_threshold)
     log_lock = threading.Lock()
 
     app = FastAPI(title=SERVICE_NAME, version=SERVICE_VERSION, description=SERVICE_DESCRIPTION)
@@ -207,4 +222,7 @@ def create_app_from_env() -> FastAPI:
         data_path=os.environ.get(ENV_DATA) or None,
         anomaly_body=anomaly_body,  # type: ignore[arg-type]
         issue_log=os.environ.get(ENV_ISSUE_LOG) or None,
+        model_version=os.environ.get(ENV_MODEL_VERSION) or MODEL_VERSION,
+        threshold=float(os.environ.get(ENV_THRESHOLD) or THRESHOLD),
+        mch_threshold=float(os.environ.get(ENV_MCH_THRESHOLD) or MCH_THRESHOLD),
     )

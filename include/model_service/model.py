@@ -19,12 +19,18 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-FEATURES: tuple[str, ...] = ("voltage", "current", "temper")
+from include.model_service.issue_codes import (
+    FEATURES,
+    MACHINE_ISSUE,
+    feature_issue,
+    invalid_issue,
+)
+
 # CSV column of each request field, as the simulator maps them.
 CSV_COLUMNS: dict[str, str] = {
     "thick": "Thick",
@@ -37,14 +43,21 @@ RANGES: dict[str, tuple[float, float]] = {
     "current": (5.0, 400.0),
     "temper": (25.0, 40.0),
 }
-ISSUE_PREFIX: dict[str, str] = {
-    "voltage": "PAINT-EQ-VOL",
-    "current": "PAINT-EQ-CUR",
-    "temper": "PAINT-EQ-TEM",
-}
-MACHINE_ISSUE = "PAINT-EQ-MCH"
 THRESHOLD = 0.1  # relative thickness error at or above which a row is an anomaly
 MCH_THRESHOLD = 2.0  # sum of |attributions| below which the machine (not an input) is blamed
+# The model version /model/info names when none is given (another --model-version, --threshold
+# or --mch-threshold makes a candidate that disagrees with this one on known rows).
+MODEL_VERSION = "reference-1"
+
+
+def check_version(version: str, threshold: float, mch_threshold: float) -> None:
+    """Refuse decision settings no model version can have (ValueError naming the setting)."""
+    if not threshold > 0:
+        raise ValueError(f"threshold must be greater than 0, not {threshold}")
+    if not mch_threshold >= 0:
+        raise ValueError(f"mch_threshold must be at least 0, not {mch_threshold}")
+    if not version.strip():
+        raise ValueError("the model version must not be empty")
 
 
 def range_issue(record: Mapping[str, float]) -> str | None:
@@ -55,7 +68,7 @@ def range_issue(record: Mapping[str, float]) -> str | None:
     for feature in FEATURES:
         lo, hi = RANGES[feature]
         if not lo <= float(record[feature]) <= hi:  # NaN fails both comparisons
-            return f"{ISSUE_PREFIX[feature]}-INVALID"
+            return invalid_issue(feature)
     return None
 
 
@@ -89,6 +102,10 @@ class ThicknessModel:
     intercept: float
     feature_means: tuple[float, float, float]
     training_rows: int
+    # The decision settings (the fit always trims at the contract's THRESHOLD).
+    threshold: float = THRESHOLD
+    mch_threshold: float = MCH_THRESHOLD
+    version: str = MODEL_VERSION
 
     @classmethod
     def fit(cls, rows: Iterable[Mapping[str, float]]) -> ThicknessModel:
@@ -128,6 +145,12 @@ class ThicknessModel:
         """Fit the model on a simulator-style CSV (see :func:`read_samples`)."""
         return cls.fit(read_samples(path))
 
+    def version_of(self, version: str, threshold: float, mch_threshold: float) -> ThicknessModel:
+        """The same fit judging with other decision settings: another model version (a
+        candidate), e.g. a tighter thickness tolerance or another attribution threshold."""
+        check_version(version, threshold, mch_threshold)
+        return replace(self, threshold=threshold, mch_threshold=mch_threshold, version=version)
+
     def predict(self, record: Mapping[str, float]) -> float:
         """Return the predicted thickness for a record with voltage/current/temper."""
         return self.intercept + sum(
@@ -157,13 +180,13 @@ class ThicknessModel:
             return invalid
         predicted = self.predict(record)
         thick = float(record["thick"])
-        if predicted > 0 and abs(thick - predicted) / predicted < THRESHOLD:
+        if predicted > 0 and abs(thick - predicted) / predicted < self.threshold:
             return None
         phi = self.attributions(record)
-        if sum(abs(v) for v in phi.values()) < MCH_THRESHOLD:
+        if sum(abs(v) for v in phi.values()) < self.mch_threshold:
             return MACHINE_ISSUE
         feature = max(FEATURES, key=lambda f: abs(phi[f]))  # ties: first feature in FEATURES
-        return f"{ISSUE_PREFIX[feature]}-{'HIGH' if phi[feature] > 0 else 'LOW'}"
+        return feature_issue(feature, phi[feature] > 0)
 
     def info(self) -> dict[str, object]:
         """Return a JSON-ready description of the model and its decision settings."""
@@ -175,7 +198,8 @@ class ThicknessModel:
             "intercept": self.intercept,
             "feature_means": dict(zip(FEATURES, self.feature_means, strict=True)),
             "training_rows": self.training_rows,
-            "threshold": THRESHOLD,
-            "mch_threshold": MCH_THRESHOLD,
+            "model_version": self.version,
+            "threshold": self.threshold,
+            "mch_threshold": self.mch_threshold,
             "ranges": {f: list(r) for f, r in RANGES.items()},
         }

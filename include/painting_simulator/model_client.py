@@ -228,7 +228,7 @@ def call_window(
         if not call.reached and not any_answered:
             raise unreachable(call, item["source"], "the window will be sent again")
         any_answered = any_answered or call.reached
-        results.append(sent_result(item["source"], item["body"], call))
+        results.append(sent_result(item, call))
     return results
 
 

@@ -24,6 +24,13 @@ simulator, and so means one of three things, by kind and cause:
   and column): the **raw CSV row** (column -> text as written, values longer than
   :data:`row_mapping.SHOWN_VALUE_CHARS` cut);
 * a file that could not be read at all (one error record for the whole blob): ``null``.
+
+**``expected``** (in items, results and row records) is the verdict the CSV row says it should
+get, from its column ``expected_issue``: an issue code, or ``None`` for a row expected normal.
+The key is there exactly when the row has an expectation: a blob without the column (or a row
+that could not be read as CSV) gives items, results and records without the key.
+:func:`verdict_label` and :func:`expected_label` turn verdicts and expectations into the labels
+a replay compares (``normal``, an issue code, or ``error``).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class Item(TypedDict):
     body: NotRequired[dict[str, Any]]
     raw: NotRequired[dict[str, Any] | None]
     error: NotRequired[str]
+    expected: NotRequired[str | None]  # see the module doc
 
 
 class Result(TypedDict):
@@ -64,6 +72,7 @@ class Result(TypedDict):
     error: NotRequired[str]  # errors: the cause, naming blob, row and column where known
     status: NotRequired[int]  # errors with an HTTP answer
     latency: NotRequired[float]  # replay only (seconds, all attempts); never recorded
+    expected: NotRequired[str | None]  # see the module doc
 
 
 class RowRecord(TypedDict):
@@ -73,6 +82,7 @@ class RowRecord(TypedDict):
     service_name: str
     run_id: str
     source: Source
+    expected: NotRequired[str | None]  # see the module doc
     prediction: NotRequired[dict[str, Any]]
     error: NotRequired[str]
     status: NotRequired[int]
@@ -97,18 +107,26 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _with_expected(result: Result, item: Item) -> Result:
+    if "expected" in item:
+        result["expected"] = item["expected"]
+    return result
+
+
 def unsent_result(item: Item) -> Result:
     """The error result of an item that could not be mapped to a request body (not sent)."""
-    return {"source": item["source"], "kind": settings.ERROR, "original_data": item.get("raw"),
-            "error": item["error"]}  # fmt: skip
+    result: Result = {"source": item["source"], "kind": settings.ERROR,
+                      "original_data": item.get("raw"), "error": item["error"]}  # fmt: skip
+    return _with_expected(result, item)
 
 
-def sent_result(source: Source, body: dict[str, Any], call: CallResult) -> Result:
-    """The result of a sent row: its source, kind, body, attempts and prediction or error."""
+def sent_result(item: Item, call: CallResult) -> Result:
+    """The result of a sent item: its source, kind, body, attempts, prediction or error, and
+    its expectation."""
     result: Result = {
-        "source": source,
+        "source": item["source"],
         "kind": call.outcome.kind,
-        "original_data": body,
+        "original_data": item["body"],
         "attempts": call.attempts,
     }
     if call.outcome.kind == settings.ANOMALY:
@@ -117,7 +135,19 @@ def sent_result(source: Source, body: dict[str, Any], call: CallResult) -> Resul
         result["error"] = call.outcome.error  # type: ignore[typeddict-item]
         if call.outcome.status is not None:
             result["status"] = call.outcome.status
-    return result
+    return _with_expected(result, item)
+
+
+def verdict_label(result: Result) -> str:
+    """What a row got, as a label: its issue code (anomaly), ``normal`` or ``error``."""
+    if result["kind"] == settings.ANOMALY:
+        return str((result.get("prediction") or {}).get("issue") or settings.ANOMALY)
+    return result["kind"]
+
+
+def expected_label(expected: str | None) -> str:
+    """The label of an expectation: the issue code, or ``normal`` for ``None``."""
+    return settings.NORMAL if expected is None else expected
 
 
 def error_cause(result: Result) -> str:
@@ -137,6 +167,8 @@ def row_record(result: Result, run_id: str, logged_at: str | None = None) -> Row
         "run_id": run_id,
         "source": {"blob": result["source"]["blob"], "row": result["source"]["row"]},
     }
+    if "expected" in result:
+        record["expected"] = result["expected"]
     if result["kind"] == settings.ANOMALY:
         record["prediction"] = result["prediction"]
     elif result["kind"] == settings.ERROR:

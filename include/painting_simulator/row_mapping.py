@@ -7,11 +7,14 @@ The mapping is the original simulator's, field for field::
     current    <- float(PT_jo_A_Main_1)    temper    <- float(PT_jo_TP)
     issue      <- ""                       isSolved  <- False
 
-Other columns are ignored. A row that cannot be mapped (a required value missing, empty, not a
-finite number in ASCII digits, or longer than ``MAX_VALUE_CHARS``) raises
-:class:`RowMappingError` naming the column; :func:`to_items` turns that, and the error entries
-of :mod:`csv_format`, into error items (``records.Item`` with ``raw`` and ``error``) that are
-recorded instead of sent.
+Other columns are not sent. The optional column ``expected_issue`` is the verdict the row should
+get (empty: normal; else an issue code): it becomes the item's ``expected`` (see
+:mod:`records`), which the replay compares with the service's verdict.
+
+A row that cannot be mapped (a required value missing, empty, not a finite number in ASCII
+digits, or longer than ``MAX_VALUE_CHARS``) raises :class:`RowMappingError` naming the column;
+:func:`to_items` turns that, and the error entries of :mod:`csv_format`, into error items
+(``records.Item`` with ``raw`` and ``error``) that are recorded instead of sent.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from include.painting_simulator import csv_format
 from include.painting_simulator.records import Item
 
 MACHINE_ID_PREFIX = "PAINT-"
+# The optional column of the verdict a row is expected to get (docs/csv-input.md).
+EXPECTED_ISSUE = "expected_issue"
 
 # Request field <- CSV column, for the four process values sent as floats.
 NUMERIC_FIELDS: dict[str, str] = {
@@ -104,9 +109,23 @@ def _raw(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     return raw or None
 
 
+def expected_issue(row: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """``(has an expectation, expected issue code or None for normal)`` of a CSV row, from its
+    column ``expected_issue`` (or RowMappingError for a value too long to be a code)."""
+    if EXPECTED_ISSUE not in row:
+        return False, None
+    text = "" if row[EXPECTED_ISSUE] is None else str(row[EXPECTED_ISSUE]).strip()
+    if len(text) > MAX_VALUE_CHARS:
+        raise RowMappingError(
+            EXPECTED_ISSUE, f"value is {len(text)} characters long (an issue code is expected)"
+        )
+    return True, text or None
+
+
 def to_item(blob: str, row: int, entry: Mapping[str, Any]) -> Item:
-    """The item of one entry of :func:`csv_format.parse_csv`: its request body, or the error of a
-    row that could not be read (an error entry) or mapped, naming blob, row and column."""
+    """The item of one entry of :func:`csv_format.parse_csv`: its request body (and
+    expectation), or the error of a row that could not be read (an error entry: its cells, the
+    expectation too, cannot be trusted) or mapped, naming blob, row and column."""
     source = {"blob": blob, "row": row}
     unreadable = csv_format.row_error(entry)
     if unreadable is not None:
@@ -115,10 +134,16 @@ def to_item(blob: str, row: int, entry: Mapping[str, Any]) -> Item:
             f"blob {blob!r} (whole file, not read)" if whole_file else f"blob {blob!r} row {row}"
         )
         return {"source": source, "raw": _raw(entry), "error": f"{where}: {reason}"}
+    expectation: tuple[bool, str | None] = (False, None)  # a malformed one is not kept
+    item: Item
     try:
-        return {"source": source, "body": to_request_body(entry)}
+        expectation = expected_issue(entry)
+        item = {"source": source, "body": to_request_body(entry)}
     except RowMappingError as exc:
-        return {"source": source, "raw": _raw(entry), "error": f"blob {blob!r} row {row}: {exc}"}
+        item = {"source": source, "raw": _raw(entry), "error": f"blob {blob!r} row {row}: {exc}"}
+    if expectation[0]:
+        item["expected"] = expectation[1]
+    return item
 
 
 def to_items(rows: Iterable[tuple[str, int, Mapping[str, Any]]]) -> list[Item]:

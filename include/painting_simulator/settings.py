@@ -45,6 +45,18 @@ VAR_REQUEST_TIMEOUT = "painting_request_timeout_seconds"
 VAR_REQUEST_ATTEMPTS = "painting_request_attempts"
 # Written by the simulator itself: where the next window starts.
 VAR_POSITION = "painting_position"
+# The painting_replay release gate's default limits (JSON; the param ``thresholds`` replaces it).
+VAR_REPLAY_THRESHOLDS = "painting_replay_thresholds"
+
+# painting_replay params read by the domain (the others are the DAG's own form fields).
+PARAM_THRESHOLDS = "thresholds"
+# The candidate model service's HTTP connection (a replay side by side; not built yet, so the
+# ``agreement`` threshold, which needs it, is refused: docs/replay.md#thresholds).
+PARAM_CANDIDATE_CONN_ID = "candidate_conn_id"
+# XCom keys of painting_replay: the limits plan_shards checked (summarize judges by them), and
+# the summary summarize pushes, also when the gate then fails the run (a CI job reads it).
+XCOM_REPLAY_THRESHOLDS = "thresholds"
+XCOM_REPLAY_SUMMARY = "summary"
 
 DEFAULT_CONTAINER = "simulator-data"
 DEFAULT_PREFIX = "painting-process-equipment/"

@@ -3,7 +3,9 @@
 The rows look like the CSV the simulator reads from blob storage: the six columns it requires
 (``machineId, timeStamp, Thick, PT_jo_V_1, PT_jo_A_Main_1, PT_jo_TP``) plus extra columns it must
 ignore. Normal rows follow a linear thickness law (:data:`TRUE_LAW`) with small noise; a few percent
-of rows of each anomaly kind (:data:`ANOMALY_KINDS`) are planted at random positions.
+of rows of each anomaly kind (:data:`ANOMALY_KINDS`) are planted at random positions. The last
+column, ``expected_issue``, is the verdict each row should get: empty for a normal row, the issue
+code of the contract for a planted anomaly (the replay measures the service's accuracy on it).
 
 CLI (run from the repository root)::
 
@@ -19,7 +21,8 @@ import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from include.painting_simulator import csv_format
+from include.model_service.issue_codes import MACHINE_ISSUE, feature_issue, invalid_issue
+from include.painting_simulator import csv_format, row_mapping
 
 COLUMNS: tuple[str, ...] = (
     "machineId",
@@ -31,6 +34,7 @@ COLUMNS: tuple[str, ...] = (
     "PT_jo_TP",
     "LineSpeed",  # extra
     "Operator",  # extra
+    row_mapping.EXPECTED_ISSUE,  # the verdict the row should get (empty: normal)
 )
 # The columns the simulator requires, from the CSV format itself (one home).
 REQUIRED_COLUMNS = csv_format.REQUIRED_COLUMNS
@@ -109,31 +113,34 @@ def _assign_kinds(rng: random.Random, n_rows: int) -> list[str]:
     return kinds
 
 
-def _process_values(rng: random.Random, kind: str) -> tuple[dict[str, float], float]:
-    """Return (readings, thickness) for one row of the given kind."""
+def _process_values(rng: random.Random, kind: str) -> tuple[dict[str, float], float, str]:
+    """Return (readings, thickness, expected issue code or "") for one row of the given kind."""
     if kind == "normal":
         x = _typical_inputs(rng)
         thick = law_thickness(**x) * (1.0 + _tri(rng, THICK_NOISE_REL))
-        return x, thick
+        return x, thick, ""
     if kind.endswith("_invalid"):
         # A sensor fault: the process itself is normal, only one reading is out of range.
         x = _typical_inputs(rng)
         thick = law_thickness(**x) * (1.0 + _tri(rng, THICK_NOISE_REL))
         feature = kind.removesuffix("_invalid")
         x[feature] = _band(rng, _INVALID_BANDS[feature])
-        return x, thick
+        return x, thick, invalid_issue(feature)
     # thick_high / thick_low: thickness off the law by 22-40 %.
     if rng.random() < 0.5:
         # Typical inputs (tighter noise keeps sum |attribution| < 2): the model blames the machine.
         x = _typical_inputs(rng, scale=0.5)
+        expected = MACHINE_ISSUE
     else:
-        # One input unusual but within range: the model blames that input.
+        # One input unusual but within range: the model blames that input, -HIGH when it is
+        # above its mean (a positive attribution: every slope of the law is positive).
         x = _typical_inputs(rng, scale=0.5)
         feature = rng.choice(("voltage", "current", "temper"))
         x[feature] = _band(rng, _UNUSUAL_BANDS[feature])
+        expected = feature_issue(feature, x[feature] > NOMINAL[feature])
     deviation = rng.uniform(0.22, 0.40)
     factor = 1.0 + deviation if kind == "thick_high" else 1.0 - deviation
-    return x, law_thickness(**x) * factor
+    return x, law_thickness(**x) * factor, expected
 
 
 def generate_rows(
@@ -156,7 +163,7 @@ def generate_rows(
     kinds = _assign_kinds(rng, n_rows)
     rows: list[dict[str, str]] = []
     for i, kind in enumerate(kinds):
-        x, thick = _process_values(rng, kind)
+        x, thick, expected = _process_values(rng, kind)
         # The second probe reads the true bath voltage even when probe 1 is faulty.
         v2 = (x["voltage"] if kind != "voltage_invalid" else NOMINAL["voltage"]) + _tri(rng, 1.5)
         line_speed = 4.5 + _tri(rng, 0.2)
@@ -171,6 +178,7 @@ def generate_rows(
                 "PT_jo_TP": f"{x['temper']:.1f}",
                 "LineSpeed": f"{line_speed:.2f}",
                 "Operator": _OPERATORS[(i // 360) % len(_OPERATORS)],  # one operator per hour
+                row_mapping.EXPECTED_ISSUE: expected,
             }
         )
     return rows

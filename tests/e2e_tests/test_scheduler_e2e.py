@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from include.painting_simulator.settings import LEDGER_FILES
 from scripts import local_services, run_local
 from tests.support.airflow_api import DAG_ID
-from tests.support.standalone import HOST, Standalone
+from tests.support.standalone import Standalone, standalone_with_sample
 
 pytestmark = pytest.mark.e2e
 
@@ -43,28 +42,9 @@ def standalone(
     tmp_path: Path, azurite: Any, model_service: local_services.ServiceProcess
 ) -> Iterator[tuple[Standalone, Path]]:
     """A running ``airflow standalone`` wired to Azurite (with the sample) and the model service."""
-    home, output_dir = tmp_path / "airflow", tmp_path / "painting_logs"
-    home.mkdir()
-    container = f"e2e-{uuid.uuid4().hex[:12]}"
-    azurite.upload(
-        container,
-        {"painting-process-equipment/painting_sample.csv": local_services.SAMPLE_CSV.read_bytes()},
-    )
-    port = local_services.free_port()
-    env = local_services.standalone_env(
-        home, port, azurite.connection_string, model_service.port, container, output_dir, HOST
-    )
-    env["PAINTING_INTERVAL_MINUTES"] = str(INTERVAL_SECONDS / 60)
-    server = Standalone(env, port, home, tmp_path / "standalone.log")
-    server.start()
-    try:
-        yield server, output_dir
-    finally:
-        stopped_on_sigint = server.stop()
-    assert stopped_on_sigint, (
-        "processes of airflow standalone were still running 60s after SIGINT (killed); "
-        f"standalone log:\n{server.log_tail()}"
-    )
+    interval = {"PAINTING_INTERVAL_MINUTES": str(INTERVAL_SECONDS / 60)}
+    with standalone_with_sample(tmp_path, azurite, model_service.port, interval) as running:
+        yield running
 
 
 def test_scheduler_runs_the_dag_while_unpaused_and_stops_when_paused(

@@ -179,6 +179,7 @@ def test_health_ready_startup_root(service: str) -> None:
 
 def test_model_info(service: str) -> None:
     info = requests.get(f"{service}/model/info", timeout=5).json()
+    assert info["model_version"] == "reference-1"
     assert info["threshold"] == 0.1
     assert info["mch_threshold"] == 2.0
     assert info["features"] == ["voltage", "current", "temper"]
@@ -240,3 +241,37 @@ def test_predictions_body_switch(start_service: StartService) -> None:
     assert resp.status_code == 200
     assert resp.json() == {"predictions": [{**ANOMALY, "issue": "PAINT-EQ-MCH", "isSolved": False}]}
     assert requests.post(f"{url}/predict/", json=NORMAL, timeout=5).status_code == 204
+
+
+def test_a_candidate_version_answers_differently_on_a_known_row(
+    service: str, start_service: StartService
+) -> None:
+    """Two real services, the reference and a candidate with a 5 % tolerance (and two uvicorn
+    workers, so the settings travel through the environment): a row 7 % thick is normal for
+    one and an anomaly for the other."""
+    candidate = start_service(
+        "--model-version", "candidate-2", "--threshold", "0.05", "--workers", "2"
+    )
+    info = requests.get(f"{candidate}/model/info", timeout=5).json()
+    assert (info["model_version"], info["threshold"], info["mch_threshold"]) == (
+        "candidate-2",
+        0.05,
+        2.0,
+    )
+    seven_percent = {**NORMAL, "thick": 19.9 * 1.07}
+    assert requests.post(f"{service}/predict/", json=seven_percent, timeout=5).status_code == 204
+    answer = requests.post(f"{candidate}/predict/", json=seven_percent, timeout=5)
+    assert answer.status_code == 200
+    assert answer.json()["issue"] == "PAINT-EQ-MCH"
+
+
+def test_impossible_version_settings_stop_the_service_at_once() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "include.model_service", "--threshold", "0"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "threshold must be greater than 0, not 0.0" in done.stderr

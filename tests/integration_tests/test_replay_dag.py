@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from include.sample_data import generator
+from tests.support.dag_runs import read_jsonl, task_output
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +126,21 @@ def test_a_sharded_replay_records_every_row_once_and_reports(simulator, caplog, 
     latency = summary["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
     assert summary["throughput_rows_per_second"] > 0
+    # Judged against the generator's expected_issue: right on every planted row; the two bad
+    # rows (short of the column, so expected normal) ended as errors, which count as wrong.
+    judged = summary["expected"]
+    assert judged["rows"] == 57
+    assert judged["accuracy"] == round(55 / 57, 6)
+    assert judged["confusion"]["normal"] == {"normal": 55 - anomalies, "error": 2}
+    assert sum(judged["by_issue"][code]["support"] for code in judged["by_issue"]) == 57
+    assert all(
+        scores["precision"] == 1.0 and scores["recall"] == 1.0
+        for label, scores in judged["by_issue"].items()
+        if label != "normal"
+    )
+    assert "error" not in judged["by_issue"]
+    assert summary["thresholds"] == []
+    assert summary["passed"] is True
 
     # The report in the task log is a readable table.
     out = caplog.text + capfd.readouterr().out
@@ -193,3 +209,109 @@ def test_a_rate_paces_the_rows(simulator, tmp_path):
     assert summary["rows"] == 20
     assert summary["seconds"] >= 19 / 40
     assert summary["throughput_rows_per_second"] <= 40 * 20 / 19
+
+
+def summaries(simulator: Any) -> list[dict[str, Any]]:
+    return read_jsonl(simulator.output_dir / "painting_replay_summary.jsonl")
+
+
+def summarize_xcom(run: Any) -> dict[str, Any] | None:
+    """The summary summarize pushed (XCom key ``summary``), as a CI job reads it."""
+    ti = next(ti for ti in run.get_task_instances() if ti.task_id == "summarize")
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id="summarize", key="summary")
+            .one_or_none()
+        )
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def test_thresholds_that_pass_let_the_run_succeed_and_are_reported(simulator, caplog, capfd):
+    simulator.upload({"a.csv": generated_csv(100)})
+    # The Variable's default is replaced as a whole by the param (its impossible p95 is gone).
+    simulator.set_variable("painting_replay_thresholds", json.dumps({"latency_p95_ms": 0}))
+    limits = {
+        "error_rate": 0,
+        "anomaly_rate": [0.05, 0.3],
+        "latency_p99_ms": 5000,
+        "expected_accuracy": 1,
+    }
+
+    run = replay_dag().test(run_conf={"concurrency": 4, "thresholds": limits})
+
+    assert run.state == "success"
+    (summary,) = summaries(simulator)
+    assert summary["passed"] is True
+    assert [t["name"] for t in summary["thresholds"]] == [
+        "latency_p99_ms",
+        "error_rate",
+        "anomaly_rate",
+        "expected_accuracy",
+    ]
+    assert {t["name"]: t["passed"] for t in summary["thresholds"]} == {
+        "latency_p99_ms": True,
+        "error_rate": True,
+        "anomaly_rate": True,
+        "expected_accuracy": True,
+    }
+    by_name = {t["name"]: t for t in summary["thresholds"]}
+    assert by_name["latency_p99_ms"]["value"] == summary["latency_ms"]["p99"]
+    planted = sum(kind != "normal" for kind in generator.anomaly_kinds(100, seed=SEED))
+    assert by_name["anomaly_rate"]["value"] == planted / 100
+    assert by_name["expected_accuracy"]["value"] == summary["expected"]["accuracy"] == 1.0
+    assert summarize_xcom(run) == summary
+    out = task_output(caplog, capfd)
+    assert "  expected    100 row(s) with an expected verdict, accuracy 100.0 %" in out
+    assert "  thresholds  PASSED" in out
+    assert f"✓ anomaly_rate {planted / 100:g} in [0.05, 0.3]" in out
+
+
+def test_a_failed_threshold_fails_the_run_after_the_summary_is_written(simulator, caplog, capfd):
+    simulator.upload({"a.csv": generated_csv(30, extra_lines=(BAD_TIMESTAMP,))})
+    # From the Variable this time (no thresholds param): one error in 31 rows is too many.
+    simulator.set_variable(
+        "painting_replay_thresholds", json.dumps({"error_rate": 0.01, "latency_p99_ms": 5000})
+    )
+
+    run = replay_dag().test(run_conf={"concurrency": 2})
+
+    assert run.state == "failed"
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert tis["replay_shard"].state == "success"
+    assert tis["summarize"].state == "failed"
+    assert tis["summarize"].try_number == 1  # a failed gate is not retried
+    (summary,) = summaries(simulator)
+    assert summary["passed"] is False
+    assert summary["rows"] == 31
+    assert summary["thresholds"][1] == {
+        "name": "error_rate",
+        "limit": 0.01,
+        "value": round(1 / 31, 6),
+        "passed": False,
+    }
+    assert summary["thresholds"][0]["passed"] is True
+    assert summarize_xcom(run) == summary  # pushed before the run failed: CI reads it
+    out = task_output(caplog, capfd)
+    assert "  thresholds  FAILED (1 of 2)" in out
+    assert "✓ latency_p99_ms" in out
+    assert f"1 of 2 replay threshold(s) failed: error_rate {round(1 / 31, 6):g} > 0.01 (max)" in out
+    assert len(simulator.ledger("error")) == 1  # every row was recorded before the verdict
+
+
+def test_a_malformed_threshold_fails_before_any_row_is_sent(simulator, caplog, capfd):
+    simulator.upload({"a.csv": generated_csv(20)})
+
+    run = replay_dag().test(run_conf={"thresholds": {"error_rate": 0.01, "p95": 10}})
+
+    assert run.state == "failed"
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_shards")
+    assert plan.state == "failed"
+    assert plan.try_number == 1
+    out = task_output(caplog, capfd)
+    assert "param thresholds: unknown threshold(s) 'p95' (known: latency_p95_ms" in out
+    assert simulator.ledgers() == {"anomaly": [], "normal": [], "error": []}
+    assert summaries(simulator) == []

@@ -65,6 +65,7 @@ def test_a_known_window_gives_exactly_the_expected_verdicts(simulator, caplog, c
         assert record["run_id"] == run.run_id
         assert record["source"]["blob"] == blob
         assert record["timestamp"].endswith("Z")
+        assert "expected" not in record  # the blob has no column expected_issue
 
     # The request body is the original simulator's mapping, field for field.
     assert normals[0]["original_data"] == {
@@ -104,6 +105,28 @@ def test_a_known_window_gives_exactly_the_expected_verdicts(simulator, caplog, c
     assert "NORMAL 2 row(s) from machine(s) PAINT-2, PAINT-3" in out
     assert f"ERROR {blob} row 4 status=422" in out
     assert AZURITE_KEY not in out  # the storage account key never reaches a log
+
+
+def test_rows_of_a_blob_with_expected_issue_carry_their_expectation(simulator):
+    from scripts.local_services import SAMPLE_CSV
+
+    simulator.upload({"painting_sample.csv": SAMPLE_CSV.read_bytes()})
+    simulator.set_variable("painting_batch_size", "12")
+
+    run = simulator.run()
+
+    assert run.state == "success"
+    ledgers = simulator.ledgers()
+    records = sorted(ledgers["anomaly"] + ledgers["normal"], key=lambda r: r["source"]["row"])
+    assert [r["source"]["row"] for r in records] == list(range(12))
+    # Row 0 of the sample is planted with a bath temperature out of range; row 1 is normal.
+    assert records[0]["expected"] == "PAINT-EQ-TEM-INVALID"
+    assert "expected" in records[1]
+    assert records[1]["expected"] is None
+    for record in records:  # the reference model is right on every row of the sample
+        assert record["expected"] == (record.get("prediction") or {}).get("issue")
+    assert any(r["expected"] is None for r in records)
+    assert sum(r["expected"] is not None for r in records) >= 2
 
 
 def test_consecutive_runs_cross_the_blob_boundary_and_wrap(simulator):

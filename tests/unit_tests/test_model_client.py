@@ -374,6 +374,24 @@ def test_unmappable_items_pass_through_as_errors_and_are_not_sent() -> None:
     }
 
 
+def test_each_result_carries_its_items_expectation_and_only_then() -> None:
+    post = RoutedPost({"PAINT-A": lambda: ok(FLAT_RECORD), "PAINT-N": lambda: NO_CONTENT})
+    items = [
+        {**_item("PAINT-A", row=0), "expected": "PAINT-EQ-VOL-HIGH"},
+        {**_item("PAINT-N", row=1), "expected": None},
+        {**_unmappable(row=2), "expected": "PAINT-EQ-MCH"},
+        _item("PAINT-N", row=3),
+    ]
+    results = call_window(items, post, sleep=Sleeps())
+    assert [r.get("expected", "absent") for r in results] == [
+        "PAINT-EQ-VOL-HIGH",
+        None,
+        "PAINT-EQ-MCH",
+        "absent",
+    ]
+    assert "expected" not in post.bodies[0]  # never sent
+
+
 def test_a_window_of_only_unmappable_rows_sends_nothing() -> None:
     post = ScriptedPost(TransportError("must not be called"))
     results = call_window([_unmappable(row=0), _unmappable(row=1)], post, sleep=Sleeps())

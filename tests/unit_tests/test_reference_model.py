@@ -227,3 +227,57 @@ def test_read_samples_skips_bad_rows_and_requires_columns(tmp_path: Path) -> Non
     bad.write_text("Thick,PT_jo_V_1\n20,260\n", encoding="utf-8")
     with pytest.raises(ValueError, match="PT_jo_A_Main_1"):
         read_samples(bad)
+
+
+def test_another_model_version_judges_the_same_fit_with_its_own_settings(
+    exact_model: ThicknessModel,
+) -> None:
+    candidate = exact_model.version_of("candidate-2", threshold=0.05, mch_threshold=0.4)
+    assert candidate.coefficients == exact_model.coefficients  # the same fit
+    # A row 7 % thick: normal for the reference (tolerance 10 %), an anomaly for the candidate.
+    assert exact_model.judge(rec(20.0 * 1.07)) is None
+    assert candidate.judge(rec(20.0 * 1.07)) == MACHINE_ISSUE
+    # phi voltage 0.5, the others 0: the machine for the reference (sum below 2.0), the
+    # voltage for a candidate that blames the machine only below 0.4.
+    x = rec(0, 270.0, 70.0, 34.0)
+    x["thick"] = exact_model.predict(x) * 1.3
+    assert exact_model.judge(x) == MACHINE_ISSUE
+    assert candidate.judge(x) == "PAINT-EQ-VOL-HIGH"
+    info = candidate.info()
+    assert (info["model_version"], info["threshold"], info["mch_threshold"]) == (
+        "candidate-2",
+        0.05,
+        0.4,
+    )
+    assert exact_model.info()["model_version"] == "reference-1"
+
+
+def test_a_candidate_disagrees_with_the_reference_on_known_rows_of_the_sample(
+    sample_model: ThicknessModel,
+) -> None:
+    rows = read_samples(SAMPLE_CSV)
+    candidate = sample_model.version_of("candidate-2", threshold=0.1, mch_threshold=3.0)
+    changed = [
+        (i, sample_model.judge(r), candidate.judge(r))
+        for i, r in enumerate(rows)
+        if sample_model.judge(r) != candidate.judge(r)
+    ]
+    # Thickness anomalies with a mildly unusual input: the candidate blames the machine.
+    assert len(changed) == 23
+    assert changed[0] == (114, "PAINT-EQ-CUR-LOW", MACHINE_ISSUE)
+    assert {got for _, _, got in changed} == {MACHINE_ISSUE}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (("v2", 0.0, 2.0), "threshold must be greater than 0, not 0.0"),
+        (("v2", 0.1, -1.0), "mch_threshold must be at least 0, not -1.0"),
+        ((" ", 0.1, 2.0), "the model version must not be empty"),
+    ],
+)
+def test_impossible_version_settings_are_refused(
+    exact_model: ThicknessModel, settings: tuple, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        exact_model.version_of(*settings)

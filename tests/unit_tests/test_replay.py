@@ -12,6 +12,7 @@ from include.painting_simulator import settings
 from include.painting_simulator.records import error_cause
 from include.painting_simulator.replay import figures, plan, summary
 from include.painting_simulator.results import open_results
+from tests.support.replay_shards import shard_summary_of
 
 
 def test_shards_split_the_range_contiguously_and_evenly():
@@ -70,13 +71,7 @@ def shard_summary(shard: int, start: float, rows: int, anomalies: int, latency: 
         tally.add({"kind": kind, "latency": latency})
     tally.add({"kind": "error", "status": 422, "attempts": 1, "latency": latency})
     tally.finished_at = start + 1.0
-    return {
-        **tally.to_json(),
-        "shard": shard,
-        "start_row": shard * 100,
-        "throughput_rows_per_second": tally.rows,
-        "latency_ms": figures.latency_ms(tally.latency),
-    }
+    return shard_summary_of(tally, shard, start_row=shard * 100)
 
 
 def test_the_summary_adds_up_the_shards_over_wall_clock_time(tmp_path):
@@ -104,3 +99,85 @@ def test_the_summary_adds_up_the_shards_over_wall_clock_time(tmp_path):
     with open(tmp_path / settings.REPLAY_SUMMARY_FILE, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
     assert [json.loads(line)["run_id"] for line in lines] == ["manual__r1"]
+
+
+def expected_result(expected: str | None, kind: str, issue: str | None = None) -> dict:
+    result: dict = {"kind": kind, "expected": expected, "latency": 0.001}
+    if issue:
+        result["prediction"] = {"issue": issue}
+    if kind == "error":
+        result.update(status=500, attempts=3)
+    return result
+
+
+def test_the_service_is_judged_against_the_expected_verdicts_across_shards():
+    first, second = figures.Tally(), figures.Tally()
+    for result in [
+        expected_result("PAINT-EQ-VOL-HIGH", "anomaly", "PAINT-EQ-VOL-HIGH"),
+        expected_result("PAINT-EQ-VOL-HIGH", "anomaly", "PAINT-EQ-MCH"),  # wrong code
+        expected_result(None, "normal"),
+        expected_result(None, "anomaly", "PAINT-EQ-MCH"),  # a false alarm
+    ]:
+        first.add(result)
+    for result in [
+        expected_result("PAINT-EQ-MCH", "anomaly", "PAINT-EQ-MCH"),
+        expected_result(None, "normal"),
+        expected_result("PAINT-EQ-MCH", "error"),  # no verdict: counted, and wrong
+        {"kind": "normal", "latency": 0.001},  # no expectation: not counted
+    ]:
+        second.add(result)
+    shards = []
+    for index, tally in enumerate((first, second)):
+        tally.finished_at = tally.started_at + 1
+        # Through the progress file's JSON and back, as a retried shard reads it.
+        tally = figures.Tally.from_json(json.loads(json.dumps(tally.to_json())))
+        shards.append(shard_summary_of(tally, index))
+    params = {"start_row": 0, "concurrency": 1, "rate": 0, "shards": 2}
+
+    expected = summary.combine(shards, "manual__x", params, "http://m/predict/")["expected"]
+
+    assert expected["rows"] == 7
+    assert expected["accuracy"] == round(4 / 7, 6)
+    assert expected["confusion"] == {
+        "PAINT-EQ-MCH": {"PAINT-EQ-MCH": 1, "error": 1},
+        "PAINT-EQ-VOL-HIGH": {"PAINT-EQ-MCH": 1, "PAINT-EQ-VOL-HIGH": 1},
+        "normal": {"PAINT-EQ-MCH": 1, "normal": 2},
+    }
+    assert expected["by_issue"] == {
+        "PAINT-EQ-MCH": {"precision": round(1 / 3, 6), "recall": 0.5, "support": 2},
+        "PAINT-EQ-VOL-HIGH": {"precision": 1.0, "recall": 0.5, "support": 2},
+        "normal": {"precision": 1.0, "recall": round(2 / 3, 6), "support": 3},
+    }
+
+
+def test_a_label_never_expected_or_never_got_has_no_recall_or_no_precision():
+    tally = figures.Tally()
+    tally.add(expected_result(None, "anomaly", "PAINT-EQ-TEM-LOW"))
+    tally.add(expected_result("PAINT-EQ-CUR-HIGH", "normal"))
+    scores = figures.expected_figures(tally.expected)["by_issue"]
+    assert scores["PAINT-EQ-TEM-LOW"] == {"precision": 0.0, "recall": None, "support": 0}
+    assert scores["PAINT-EQ-CUR-HIGH"] == {"precision": None, "recall": 0.0, "support": 1}
+    assert figures.expected_figures(figures.Tally().expected) is None
+
+
+def test_the_report_shows_accuracy_and_each_labels_scores_and_the_gate_uses_accuracy():
+    from include.painting_simulator.replay import thresholds
+
+    tally = figures.Tally(started_at=0.0, seconds=1.0, finished_at=1.0)
+    for _ in range(9):
+        tally.add(expected_result("PAINT-EQ-MCH", "anomaly", "PAINT-EQ-MCH"))
+    tally.add(expected_result("PAINT-EQ-MCH", "normal"))
+    shard = shard_summary_of(tally)
+    params = {"start_row": 0, "concurrency": 1, "rate": 0, "shards": 1}
+    limits = thresholds.limits({"expected_accuracy": 0.95}, "param thresholds")
+
+    merged = summary.combine([shard], "manual__y", params, "http://m/predict/", limits)
+
+    assert merged["thresholds"] == [
+        {"name": "expected_accuracy", "limit": 0.95, "value": 0.9, "passed": False}
+    ]
+    table = summary.format_summary(merged)
+    assert "  expected    10 row(s) with an expected verdict, accuracy 90.0 %" in table
+    assert "    PAINT-EQ-MCH                    10    100.0 %   90.0 %" in table
+    assert "    normal                           0      0.0 %        -" in table
+    assert "✗ expected_accuracy 0.9 < 0.95 (min)" in table

@@ -94,3 +94,24 @@ def test_a_replay_summary_is_written_once_per_run(tmp_path: Path) -> None:
     assert writer.write_summary({"run_id": RUN, "rows": 10}) is False
     assert writer.write_summary({"run_id": "another", "rows": 3}) is True
     assert [s["run_id"] for s in lines(tmp_path / settings.REPLAY_SUMMARY_FILE)] == [RUN, "another"]
+
+
+def test_a_row_record_carries_the_expectation_exactly_when_the_row_has_one(
+    tmp_path: Path,
+) -> None:
+    results = [
+        {**result("anomaly", 0), "expected": "PAINT-EQ-VOL-HIGH"},
+        {**result("normal", 1), "expected": None},
+        {**result("error", 2), "expected": None},
+        result("normal", 3),  # a blob without the column expected_issue
+    ]
+    written = open_results(str(tmp_path)).write_rows(RUN, results)
+    by_row = {r["source"]["row"]: r for r in written.records}
+    assert by_row[0]["expected"] == "PAINT-EQ-VOL-HIGH"
+    assert "expected" in by_row[1]
+    assert by_row[1]["expected"] is None
+    assert by_row[2]["expected"] is None
+    assert "expected" not in by_row[3]
+    normals = {r["source"]["row"]: r for r in lines(tmp_path / "painting_normal_logs.jsonl")}
+    assert normals[1]["expected"] is None
+    assert "expected" not in normals[3]

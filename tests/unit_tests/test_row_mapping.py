@@ -181,3 +181,41 @@ def test_a_value_longer_than_the_limit_is_refused_and_named() -> None:
         to_request_body(_row(machineId="7" * (MAX_VALUE_CHARS + 1)))
     assert caught.value.column == "machineId"
     assert f"value is {MAX_VALUE_CHARS + 1} characters long" in str(caught.value)
+
+
+def test_the_expected_issue_column_becomes_the_items_expectation() -> None:
+    from include.painting_simulator.row_mapping import to_item
+
+    anomaly = to_item("a.csv", 0, _row(expected_issue=" PAINT-EQ-VOL-HIGH "))
+    normal = to_item("a.csv", 1, _row(expected_issue=""))
+    without = to_item("a.csv", 2, _row())
+    assert anomaly["expected"] == "PAINT-EQ-VOL-HIGH"
+    assert "expected_issue" not in anomaly["body"]  # never sent
+    assert anomaly["body"] == without["body"]
+    assert "expected" in normal
+    assert normal["expected"] is None
+    assert "expected" not in without
+
+
+def test_an_unmappable_row_keeps_its_expectation_and_an_unreadable_one_has_none() -> None:
+    from include.painting_simulator.csv_format import ERROR_KEY
+    from include.painting_simulator.row_mapping import to_item
+
+    unmappable = to_item("a.csv", 3, _row(Thick="thin", expected_issue="PAINT-EQ-MCH"))
+    assert "column 'Thick'" in unmappable["error"]
+    assert unmappable["expected"] == "PAINT-EQ-MCH"
+    # The CSV format could not read the row: its cells (the expectation too) are not trusted.
+    unreadable = {**_row(expected_issue="PAINT-EQ-MCH"), ERROR_KEY: "10 values where ..."}
+    assert "expected" not in to_item("a.csv", 4, unreadable)
+
+
+def test_an_expected_issue_too_long_to_be_a_code_is_an_error_naming_the_column() -> None:
+    from include.painting_simulator.row_mapping import to_item
+
+    item = to_item("a.csv", 5, _row(expected_issue="X" * 5000))
+    assert item["error"] == (
+        "blob 'a.csv' row 5: column 'expected_issue': value is 5000 characters long "
+        "(an issue code is expected)"
+    )
+    assert "expected" not in item
+    assert len(item["raw"]["expected_issue"]) < 300

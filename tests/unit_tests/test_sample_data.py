@@ -151,3 +151,49 @@ def test_cli_writes_file(tmp_path: Path) -> None:
     out = tmp_path / "cli.csv"
     assert generator.main(["--rows", "25", "--seed", "5", "--out", str(out)]) == 0
     assert out.read_bytes() == write_csv(tmp_path / "ref.csv", n_rows=25, seed=5).read_bytes()
+
+
+def test_expected_issue_is_empty_for_normal_rows_and_the_code_of_each_planted_anomaly() -> None:
+    rows = generate_rows(3000)
+    kinds = anomaly_kinds(3000)
+    assert COLUMNS[-1] == "expected_issue"
+    codes = {
+        "voltage_invalid": {"PAINT-EQ-VOL-INVALID"},
+        "current_invalid": {"PAINT-EQ-CUR-INVALID"},
+        "temper_invalid": {"PAINT-EQ-TEM-INVALID"},
+    }
+    blamed = {"PAINT-EQ-MCH"} | {
+        f"PAINT-EQ-{feature}-{side}"
+        for feature in ("VOL", "CUR", "TEM")
+        for side in ("HIGH", "LOW")
+    }
+    seen: Counter[str] = Counter()
+    for row, kind in zip(rows, kinds, strict=True):
+        if kind == "normal":
+            assert row["expected_issue"] == ""
+            continue
+        assert row["expected_issue"] in codes.get(kind, blamed), (kind, row)
+        seen[row["expected_issue"]] += 1
+    # Every code of the contract appears in the sample (thick anomalies blame each cause).
+    assert set(seen) == set().union(*codes.values()) | blamed
+
+
+def test_the_reference_model_gets_every_expected_issue_of_the_committed_sample() -> None:
+    from include.model_service.model import ThicknessModel
+
+    model = ThicknessModel.from_csv(COMMITTED_CSV)
+    with COMMITTED_CSV.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    got = [
+        model.judge(
+            {
+                "thick": float(r["Thick"]),
+                "voltage": float(r["PT_jo_V_1"]),
+                "current": float(r["PT_jo_A_Main_1"]),
+                "temper": float(r["PT_jo_TP"]),
+            }
+        )
+        or ""
+        for r in rows
+    ]
+    assert got == [r["expected_issue"] for r in rows]

@@ -11,6 +11,7 @@ into a fixed-size histogram.
 * :mod:`.plan` which rows: the sequence's size, the shards, the items chunk by chunk;
 * :mod:`.sender` the HTTP sender on one event loop (aiohttp);
 * :mod:`.shard` one shard: send, record, remember progress (the ``replay_shard`` task);
-* :mod:`.figures` outcome counts and the latency histogram;
+* :mod:`.figures` outcome counts, the latency histogram, verdicts against expectations;
+* :mod:`.thresholds` the release gate: limits checked up front, judged on the summary;
 * :mod:`.summary` the shards merged into the summary (the ``summarize`` task).
 """

@@ -1,7 +1,11 @@
-"""A replay's figures: rows by outcome, errors by cause, latencies (mergeable across shards).
+"""A replay's figures: outcomes, errors by cause, latencies, verdicts against expectations.
+
+All of them merge across shards.
 
 :class:`Tally` is what a shard has recorded so far (kept in its progress file between attempts);
-:class:`LatencyHistogram` keeps latencies in constant memory with percentiles within 1 %.
+:class:`LatencyHistogram` keeps latencies in constant memory with percentiles within 1 %;
+:func:`expected_figures` turns the expected-versus-got counts into accuracy, the confusion
+matrix and precision / recall per label.
 """
 
 from __future__ import annotations
@@ -13,8 +17,32 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.painting_simulator.records import Result, error_cause
+from include.painting_simulator.records import Result, error_cause, expected_label, verdict_label
 from include.painting_simulator.settings import ERROR, KINDS
+
+# Rates (accuracy, error rate, ...) are reported, and compared with thresholds, to this many
+# decimal places.
+RATE_DIGITS = 6
+
+
+def rate(part: int, whole: int) -> float | None:
+    """``part / whole`` rounded to :data:`RATE_DIGITS`; None when ``whole`` is 0."""
+    return round(part / whole, RATE_DIGITS) if whole else None
+
+
+Pairs = Counter[tuple[str, str]]  # (label a, label b) -> rows
+
+
+def pairs_to_json(pairs: Pairs) -> dict[str, dict[str, int]]:
+    """``{a: {b: rows}}``, labels sorted."""
+    nested: dict[str, dict[str, int]] = {}
+    for (a, b), count in sorted(pairs.items()):
+        nested.setdefault(a, {})[b] = count
+    return nested
+
+
+def pairs_from_json(nested: dict[str, dict[str, int]]) -> Pairs:
+    return Counter({(a, b): n for a, row in nested.items() for b, n in row.items()})
 
 
 class LatencyHistogram:
@@ -69,6 +97,7 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    expected: Pairs = field(default_factory=Counter)  # (expected label, got label) -> rows
     seconds: float = 0.0  # time spent replaying, over all attempts
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -80,6 +109,8 @@ class Tally:
             self.errors[error_cause(result)] += 1
         if result.get("latency") is not None:
             self.latency.add(result["latency"])
+        if "expected" in result:
+            self.expected[(expected_label(result["expected"]), verdict_label(result))] += 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +118,7 @@ class Tally:
             "outcomes": {kind: self.outcomes[kind] for kind in KINDS},
             "errors_by_cause": dict(self.errors.most_common()),
             "latency_histogram": self.latency.to_json(),
+            "expected_confusion": pairs_to_json(self.expected),
             "seconds": self.seconds,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -99,6 +131,7 @@ class Tally:
             outcomes=Counter(value["outcomes"]),
             errors=Counter(value["errors_by_cause"]),
             latency=LatencyHistogram.from_json(value["latency_histogram"]),
+            expected=pairs_from_json(value.get("expected_confusion", {})),
             seconds=value["seconds"],
             started_at=value["started_at"],
             finished_at=value.get("finished_at"),
@@ -109,4 +142,35 @@ def latency_ms(histogram: LatencyHistogram) -> dict[str, float]:
     return {
         **{f"p{q}": round(histogram.percentile(q) * 1000, 2) for q in (50, 95, 99)},
         "max": round(histogram.maximum * 1000, 2),
+    }
+
+
+def expected_figures(confusion: Pairs) -> dict[str, Any] | None:
+    """How right the service was on the rows with an expectation (None when no row had one):
+    ``rows``, ``accuracy`` (rows whose got label equals the expected label ÷ rows; a row that
+    ended as an error is wrong), ``confusion`` ``{expected: {got: rows}}`` and ``by_issue``
+    ``{label: {precision, recall, support}}`` over every label but ``error`` (precision is None
+    for a label never got, recall for one never expected)."""
+    rows = sum(confusion.values())
+    if not rows:
+        return None
+    expected, got, right = Counter[str](), Counter[str](), Counter[str]()
+    for (want, have), count in confusion.items():
+        expected[want] += count
+        got[have] += count
+        if want == have:
+            right[want] += count
+    labels = sorted((set(expected) | set(got)) - {ERROR})
+    return {
+        "rows": rows,
+        "accuracy": rate(sum(right.values()), rows),
+        "confusion": pairs_to_json(confusion),
+        "by_issue": {
+            label: {
+                "precision": rate(right[label], got[label]),
+                "recall": rate(right[label], expected[label]),
+                "support": expected[label],
+            }
+            for label in labels
+        },
     }

@@ -120,7 +120,7 @@ class _Sender:
         if not call.reached and not self.answered:
             raise model_client.unreachable(call, item["source"], "the shard will be retried")
         self.answered = self.answered or call.reached
-        return {**sent_result(item["source"], item["body"], call), "latency": latency}
+        return {**sent_result(item, call), "latency": latency}
 
     async def send_chunk(self, items: list[Item]) -> list[Result]:
         results: list[Any] = [None] * len(items)

@@ -1,7 +1,8 @@
 """The replay's summary: the shards' figures merged, as a record and as a table for the task log.
 
 :func:`combine` makes the summary (one line of ``painting_replay_summary.jsonl``, written through
-the results writer); :func:`format_summary` prints it, or a shard's summary.
+the results writer), with the release gate's verdict (:mod:`.thresholds`); :func:`format_summary`
+prints it, or a shard's summary.
 """
 
 from __future__ import annotations
@@ -11,14 +12,26 @@ from typing import Any
 
 from include.painting_simulator import settings
 from include.painting_simulator.records import utc_now
-from include.painting_simulator.replay.figures import LatencyHistogram, Tally, latency_ms
+from include.painting_simulator.replay import thresholds
+from include.painting_simulator.replay.figures import (
+    LatencyHistogram,
+    Tally,
+    expected_figures,
+    latency_ms,
+    pairs_from_json,
+)
 from include.painting_simulator.settings import KINDS
 
 
 def combine(
-    shard_summaries: list[dict[str, Any]], run_id: str, params: dict[str, Any], model_url: str
+    shard_summaries: list[dict[str, Any]],
+    run_id: str,
+    params: dict[str, Any],
+    model_url: str,
+    limits: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The replay's summary from its shards' (one line of ``painting_replay_summary.jsonl``).
+    """The replay's summary from its shards' (one line of ``painting_replay_summary.jsonl``),
+    judged against ``limits`` (:func:`thresholds.resolve`): ``thresholds`` and ``passed``.
 
     Throughput is over wall-clock time, from the first shard's start to the last one's end.
     """
@@ -28,10 +41,11 @@ def combine(
         total.outcomes.update(summary["outcomes"])
         total.errors.update(summary["errors_by_cause"])
         total.latency.merge(LatencyHistogram.from_json(summary["latency_histogram"]))
+        total.expected.update(pairs_from_json(summary.get("expected_confusion", {})))
     started = min((s["started_at"] for s in shard_summaries), default=time.time())
     finished = max((s["finished_at"] or started for s in shard_summaries), default=started)
     wall = max(finished - started, 1e-9) if shard_summaries else 0.0
-    return {
+    merged = {
         "timestamp": utc_now(),
         "service_name": settings.SERVICE_NAME,
         "run_id": run_id,
@@ -46,6 +60,7 @@ def combine(
         "throughput_rows_per_second": round(total.rows / wall, 1) if wall else 0.0,
         "latency_ms": latency_ms(total.latency),
         "errors_by_cause": dict(total.errors.most_common()),
+        "expected": expected_figures(total.expected),
         "per_shard": [
             {
                 "shard": s["shard"],
@@ -57,6 +72,9 @@ def combine(
             for s in sorted(shard_summaries, key=lambda s: s["shard"])
         ],
     }
+    merged["thresholds"] = thresholds.evaluate(limits or {}, merged)
+    merged["passed"] = all(result["passed"] for result in merged["thresholds"])
+    return merged
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -90,4 +108,30 @@ def format_summary(summary: dict[str, Any]) -> str:
     causes = summary.get("errors_by_cause") or {}
     lines.append("  errors by cause" + ("" if causes else ": none"))
     lines += [f"    {cause:<40} {count:>9,}" for cause, count in causes.items()]
+    expected = summary.get("expected")
+    if expected:
+        lines.append(
+            f"  expected    {expected['rows']:,} row(s) with an expected verdict, accuracy "
+            f"{_percent(expected['accuracy'])}"
+        )
+        lines.append(f"    {'label':<24} {'support':>9} {'precision':>10} {'recall':>8}")
+        lines += [
+            f"    {label:<24} {scores['support']:>9,} {_percent(scores['precision']):>10} "
+            f"{_percent(scores['recall']):>8}"
+            for label, scores in expected["by_issue"].items()
+        ]
+    if "thresholds" in summary:
+        checked = summary["thresholds"]
+        failed = sum(not result["passed"] for result in checked)
+        verdict = (
+            "none set"
+            if not checked
+            else ("PASSED" if not failed else f"FAILED ({failed} of {len(checked)})")
+        )
+        lines.append(f"  thresholds  {verdict}")
+        lines += [f"    {thresholds.describe(result)}" for result in checked]
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
