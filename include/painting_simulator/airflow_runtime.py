@@ -25,6 +25,21 @@ def variable(name: str) -> Any:
     return Variable.get(name, default=None)
 
 
+def require_connection(conn_id: str, named_by: str) -> None:
+    """Raise ``LookupError`` naming ``conn_id`` (and the setting ``named_by`` that gave it) when
+    Airflow has no such connection."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise LookupError(
+            f"{named_by}: connection {conn_id!r} does not exist (define it as an Airflow "
+            f"connection, e.g. AIRFLOW_CONN_{conn_id.upper()})"
+        ) from None
+
+
 def run_config() -> settings.RunConfig:
     """The run's settings from Airflow Variables."""
     return settings.RunConfig.from_variables(variable)
