@@ -27,17 +27,16 @@ def variable(name: str) -> Any:
 
 def require_connection(conn_id: str, named_by: str) -> None:
     """Raise ``LookupError`` naming ``conn_id`` (and the setting ``named_by`` that gave it) when
-    Airflow has no such connection."""
+    Airflow has no such connection (the message of :func:`sensor_base.missing_connection`)."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
+    from include.painting_simulator.checks.sensor_base import missing_connection
+
     try:
         BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        raise LookupError(
-            f"{named_by}: connection {conn_id!r} does not exist (define it as an Airflow "
-            f"connection, e.g. AIRFLOW_CONN_{conn_id.upper()})"
-        ) from None
+    except AirflowNotFoundException as exc:
+        raise LookupError(f"{named_by}: {missing_connection(exc, conn_id)}") from None
 
 
 def run_config() -> settings.RunConfig:
