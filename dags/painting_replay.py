@@ -10,22 +10,28 @@ plan_shards ► replay_shard × shards (mapped) ► summarize
 ```
 
 * **plan_shards** checks the `thresholds` (param, else the Variable
-  `painting_replay_thresholds`): an unknown name or a malformed limit fails the run here, before
-  any row is sent. Then it counts the rows of the sequence (all `.csv` blobs under the prefix,
-  sorted by name, as for the simulator) and splits `rows` rows from `start_row` into `shards`
-  ranges.
+  `painting_replay_thresholds`) and the `candidate_conn_id` connection: an unknown threshold
+  name, a malformed limit, `agreement` without a candidate or a candidate connection that does
+  not exist fails the run here, before any row is sent. Then it counts the rows of the
+  sequence (all `.csv` blobs under the prefix, sorted by name, as for the simulator) and splits
+  `rows` rows from `start_row` into `shards` ranges.
 * **replay_shard** (one mapped task per shard, so a Celery deployment spreads them over
   workers) streams its rows from the local row cache, POSTs them with at most `concurrency`
   requests in flight (and `rate / shards` rows per second if `rate` is set) and appends each
   outcome to the ledgers under this run's id. A retry resumes after the last recorded chunk.
+  With `candidate_conn_id` each sent row also goes, at the same time, to the candidate model
+  service; its verdict is the record's `candidate`, never the row's outcome.
 * **summarize** merges the shards' figures — rows, outcomes by kind, throughput, latency
   p50/p95/p99/max, errors by cause — logs them as a table and appends them to
   `painting_replay_summary.jsonl` in `painting_output_dir` (see `docs/replay.md`). With
   thresholds it judges each (✓ / ✗ in the report, `thresholds` and `passed` in the summary)
-  and, once the summary is written, **fails the run** when any failed: a release gate.
+  and, once the summary is written, **fails the run** when any failed: a release gate. With a
+  candidate, the summary's `candidate` block: agreement, production × candidate matrix,
+  the candidate's latency and errors.
 
 Trigger with e.g. `{"start_row": 0, "rows": 100000, "concurrency": 16, "rate": 0, "shards": 2,
-"thresholds": {"latency_p95_ms": 50, "error_rate": 0.01}}`.
+"thresholds": {"latency_p95_ms": 50, "error_rate": 0.01}}`; side by side with a candidate:
+`{"candidate_conn_id": "painting_model_service_candidate", "thresholds": {"agreement": 0.99}}`.
 The simulator's position (`painting_position`) is neither read nor moved.
 """
 
@@ -104,9 +110,18 @@ log = logging.getLogger("painting_simulator")
             title="Thresholds",
             description="Release gate: the run fails when a limit is not met. Keys (all "
             "optional): latency_p95_ms, latency_p99_ms, error_rate (max); anomaly_rate "
-            "([min, max]); throughput_rows_per_second, expected_accuracy (min). Empty: the "
+            "([min, max]); throughput_rows_per_second, expected_accuracy, agreement (min; "
+            f"needs {settings.PARAM_CANDIDATE_CONN_ID}). Empty: the "
             f"Variable {settings.VAR_REPLAY_THRESHOLDS}. E.g. "
             '{"latency_p95_ms": 50, "error_rate": 0.01, "anomaly_rate": [0.05, 0.3]}',
+        ),
+        settings.PARAM_CANDIDATE_CONN_ID: Param(
+            None,
+            type=["null", "string"],
+            title="Candidate connection",
+            description="An HTTP connection to a candidate model service (e.g. "
+            f"{settings.CANDIDATE_CONN_ID}): every sent row also goes to it and the summary "
+            "compares its verdicts with production's. Empty: no candidate.",
         ),
     },
 )
@@ -120,12 +135,16 @@ def painting_replay() -> None:
         from include.painting_simulator.replay import plan, thresholds
 
         config, params = airflow_runtime.run_config(), context["params"]
+        candidate = params.get(settings.PARAM_CANDIDATE_CONN_ID) or None
         try:
             limits = thresholds.resolve(
                 params[settings.PARAM_THRESHOLDS],
                 airflow_runtime.variable(settings.VAR_REPLAY_THRESHOLDS),
+                candidate,
             )
-        except thresholds.ThresholdError as exc:
+            if candidate:
+                airflow_runtime.require_connection(candidate, settings.PARAM_CANDIDATE_CONN_ID)
+        except (thresholds.ThresholdError, LookupError) as exc:
             raise AirflowFailException(str(exc)) from None
         log.info("thresholds: %s", limits or "none")
         context["ti"].xcom_push(key=settings.XCOM_REPLAY_THRESHOLDS, value=limits)
@@ -151,6 +170,13 @@ def painting_replay() -> None:
         config, params = airflow_runtime.run_config(), context["params"]
         hook = HttpHook(method="POST", http_conn_id=settings.MODEL_CONN_ID)
         endpoint = sender.endpoint_from_hook(hook, config.request_timeout, config.request_attempts)
+        candidate = None
+        if conn_id := params.get(settings.PARAM_CANDIDATE_CONN_ID):
+            candidate = sender.endpoint_from_hook(
+                HttpHook(method="POST", http_conn_id=conn_id),
+                config.request_timeout,
+                config.request_attempts,
+            )
         shard_summary = shard.run_shard(
             airflow_runtime.blob_rows(config),
             config.prefix,
@@ -161,6 +187,7 @@ def painting_replay() -> None:
             output_dir=config.output_dir,
             run_id=context["run_id"],
             results=airflow_runtime.results(config),
+            candidate=candidate,
         )
         log.info("%s\n%s", endpoint.url, summary.format_summary(shard_summary))
         return shard_summary
@@ -180,8 +207,14 @@ def painting_replay() -> None:
             settings.PREDICT_ENDPOINT
         )
         limits = ti.xcom_pull(task_ids="plan_shards", key=settings.XCOM_REPLAY_THRESHOLDS)
+        params = context["params"]
         merged = summary.combine(
-            list(summaries), context["run_id"], context["params"], url, limits or {}
+            list(summaries),
+            context["run_id"],
+            params,
+            url,
+            limits or {},
+            params.get(settings.PARAM_CANDIDATE_CONN_ID) or None,
         )
         writer = airflow_runtime.results(config)
         writer.write_summary(merged)

@@ -25,6 +25,20 @@ def variable(name: str) -> Any:
     return Variable.get(name, default=None)
 
 
+def require_connection(conn_id: str, named_by: str) -> None:
+    """Raise ``LookupError`` naming ``conn_id`` (and the setting ``named_by`` that gave it) when
+    Airflow has no such connection (the message of :func:`sensor_base.missing_connection`)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from include.painting_simulator.checks.sensor_base import missing_connection
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise LookupError(f"{named_by}: {missing_connection(exc, conn_id)}") from None
+
+
 def run_config() -> settings.RunConfig:
     """The run's settings from Airflow Variables."""
     return settings.RunConfig.from_variables(variable)

@@ -31,6 +31,11 @@ The key is there exactly when the row has an expectation: a blob without the col
 that could not be read as CSV) gives items, results and records without the key.
 :func:`verdict_label` and :func:`expected_label` turn verdicts and expectations into the labels
 a replay compares (``normal``, an issue code, or ``error``).
+
+**``candidate``** (in results and row records of a replay with a ``candidate_conn_id``) is what
+the candidate model service said about the same request body (:class:`CandidateVerdict`, made by
+:func:`candidate_verdict`): it never changes the row's ``kind``, which is the production
+service's. Rows that were not sent have none.
 """
 
 from __future__ import annotations
@@ -61,6 +66,16 @@ class Item(TypedDict):
     expected: NotRequired[str | None]  # see the module doc
 
 
+class CandidateVerdict(TypedDict):
+    """The candidate model service's verdict on a row sent to both services."""
+
+    kind: str  # settings.ANOMALY / NORMAL / ERROR
+    issue: str | None  # anomalies: the candidate's issue code
+    status: int | None  # the HTTP status of its last answer; None when it never answered
+    latency_ms: float  # all attempts
+    error: NotRequired[str]  # kind error: why the candidate gave no verdict
+
+
 class Result(TypedDict):
     """The verdict on one item; ``attempts`` is present exactly when the row was sent."""
 
@@ -73,6 +88,7 @@ class Result(TypedDict):
     status: NotRequired[int]  # errors with an HTTP answer
     latency: NotRequired[float]  # replay only (seconds, all attempts); never recorded
     expected: NotRequired[str | None]  # see the module doc
+    candidate: NotRequired[CandidateVerdict]  # see the module doc
 
 
 class RowRecord(TypedDict):
@@ -86,6 +102,7 @@ class RowRecord(TypedDict):
     prediction: NotRequired[dict[str, Any]]
     error: NotRequired[str]
     status: NotRequired[int]
+    candidate: NotRequired[CandidateVerdict]  # see the module doc
     original_data: dict[str, Any] | None
 
 
@@ -138,11 +155,39 @@ def sent_result(item: Item, call: CallResult) -> Result:
     return _with_expected(result, item)
 
 
+def candidate_verdict(call: CallResult | None, seconds: float, cause: str = "") -> CandidateVerdict:
+    """The candidate's verdict from its call (``None`` when the call itself failed: ``cause``
+    says why), with the seconds it took over all attempts."""
+    outcome = call.outcome if call is not None else None
+    kind = outcome.kind if outcome is not None else settings.ERROR
+    status = {settings.ANOMALY: 200, settings.NORMAL: 204}.get(kind)
+    verdict: CandidateVerdict = {
+        "kind": kind,
+        "issue": _issue(outcome.prediction) if kind == settings.ANOMALY and outcome else None,
+        "status": status if status is not None else (outcome.status if outcome else None),
+        "latency_ms": round(seconds * 1000, 3),
+    }
+    if kind == settings.ERROR:
+        verdict["error"] = (outcome.error if outcome is not None else None) or cause
+    return verdict
+
+
+def _issue(prediction: Any) -> str:
+    return str((prediction or {}).get("issue") or settings.ANOMALY)
+
+
 def verdict_label(result: Result) -> str:
     """What a row got, as a label: its issue code (anomaly), ``normal`` or ``error``."""
     if result["kind"] == settings.ANOMALY:
-        return str((result.get("prediction") or {}).get("issue") or settings.ANOMALY)
+        return _issue(result.get("prediction"))
     return result["kind"]
+
+
+def candidate_label(verdict: CandidateVerdict) -> str:
+    """What the candidate said, as a label (as :func:`verdict_label`)."""
+    if verdict["kind"] == settings.ANOMALY:
+        return verdict["issue"] or settings.ANOMALY
+    return verdict["kind"]
 
 
 def expected_label(expected: str | None) -> str:
@@ -175,6 +220,8 @@ def row_record(result: Result, run_id: str, logged_at: str | None = None) -> Row
         record["error"] = result["error"]
         if result.get("status") is not None:
             record["status"] = result["status"]
+    if "candidate" in result:
+        record["candidate"] = result["candidate"]
     record["original_data"] = result["original_data"]
     return record  # type: ignore[return-value]
 

@@ -35,6 +35,8 @@ REPLAY_SUMMARY = "replay_summary"
 # Airflow connections (defined by the operator; nothing about them is hard-coded in a DAG).
 BLOB_CONN_ID = "painting_blob_storage"
 MODEL_CONN_ID = "painting_model_service"
+# The usual id of a candidate model service's connection (painting_replay's candidate_conn_id).
+CANDIDATE_CONN_ID = "painting_model_service_candidate"
 
 # Airflow Variables read at run time (so ``AIRFLOW_VAR_<NAME>`` environment variables work).
 VAR_CONTAINER = "painting_container"
@@ -50,8 +52,8 @@ VAR_REPLAY_THRESHOLDS = "painting_replay_thresholds"
 
 # painting_replay params read by the domain (the others are the DAG's own form fields).
 PARAM_THRESHOLDS = "thresholds"
-# The candidate model service's HTTP connection (a replay side by side; not built yet, so the
-# ``agreement`` threshold, which needs it, is refused: docs/replay.md#thresholds).
+# The candidate model service's HTTP connection id: a replay side by side (the ``agreement``
+# threshold needs it; docs/replay.md#a-candidate-side-by-side).
 PARAM_CANDIDATE_CONN_ID = "candidate_conn_id"
 # XCom keys of painting_replay: the limits plan_shards checked (summarize judges by them), and
 # the summary summarize pushes, also when the gate then fails the run (a CI job reads it).

@@ -10,12 +10,16 @@ import csv
 import io
 import json
 import os
+import re
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from include.sample_data import generator
+from scripts import local_services
+from tests.support.connections import http_connection
 from tests.support.dag_runs import read_jsonl, task_output
 
 pytestmark = pytest.mark.integration
@@ -313,5 +317,186 @@ def test_a_malformed_threshold_fails_before_any_row_is_sent(simulator, caplog, c
     assert plan.try_number == 1
     out = task_output(caplog, capfd)
     assert "param thresholds: unknown threshold(s) 'p95' (known: latency_p95_ms" in out
+    assert simulator.ledgers() == {"anomaly": [], "normal": [], "error": []}
+    assert summaries(simulator) == []
+
+
+# The committed sample against a candidate started with --mch-threshold 3.0: the 23 rows the
+# reference blames on an input and the candidate on the machine (row, reference's issue). The
+# same rows as tests/unit_tests/test_reference_model.py finds with the model itself.
+SAMPLE = REPO / "include" / "sample_data" / "painting_sample.csv"
+KNOWN_DISAGREEMENTS = {
+    114: "PAINT-EQ-CUR-LOW", 418: "PAINT-EQ-TEM-LOW", 492: "PAINT-EQ-CUR-LOW",
+    598: "PAINT-EQ-TEM-HIGH", 661: "PAINT-EQ-TEM-HIGH", 731: "PAINT-EQ-VOL-LOW",
+    797: "PAINT-EQ-TEM-LOW", 903: "PAINT-EQ-CUR-LOW", 980: "PAINT-EQ-TEM-HIGH",
+    1144: "PAINT-EQ-TEM-HIGH", 1641: "PAINT-EQ-TEM-LOW", 1644: "PAINT-EQ-VOL-LOW",
+    1958: "PAINT-EQ-TEM-HIGH", 1999: "PAINT-EQ-TEM-HIGH", 2052: "PAINT-EQ-TEM-HIGH",
+    2091: "PAINT-EQ-VOL-HIGH", 2120: "PAINT-EQ-TEM-HIGH", 2218: "PAINT-EQ-CUR-LOW",
+    2229: "PAINT-EQ-CUR-LOW", 2478: "PAINT-EQ-TEM-HIGH", 2633: "PAINT-EQ-TEM-HIGH",
+    2674: "PAINT-EQ-TEM-HIGH", 2746: "PAINT-EQ-TEM-LOW",
+}  # fmt: skip
+CANDIDATE_ENV = "AIRFLOW_CONN_PAINTING_MODEL_SERVICE_CANDIDATE"
+
+
+def label(verdict: dict[str, Any]) -> str:
+    return verdict["issue"] if verdict["kind"] == "anomaly" else verdict["kind"]
+
+
+def production_label(record: dict[str, Any], kind: str) -> str:
+    return record["prediction"]["issue"] if kind == "anomaly" else kind
+
+
+def test_a_candidate_side_by_side_shows_the_known_disagreements_and_gates_on_agreement(
+    simulator, start_model_service, caplog, capfd
+):
+    simulator.upload({"painting_sample.csv": SAMPLE.read_bytes()})
+    candidate = start_model_service("--model-version", "candidate-2", "--mch-threshold", "3.0")
+    simulator.monkeypatch.setenv(CANDIDATE_ENV, http_connection(candidate.port))
+    conf = {
+        "concurrency": 8,
+        "shards": 2,
+        "candidate_conn_id": "painting_model_service_candidate",
+        "thresholds": {"agreement": 0.995, "expected_accuracy": 1},
+    }
+
+    run = replay_dag().test(run_conf=conf)
+
+    # Every row went to both; production's verdicts are the records' kind (all right), the
+    # candidate's are in `candidate`, and they differ exactly on the known rows.
+    ledgers = simulator.ledgers()
+    assert sum(len(records) for records in ledgers.values()) == 3000
+    assert ledgers["error"] == []
+    differ = {}
+    for kind, records in ledgers.items():
+        for record in records:
+            verdict = record["candidate"]
+            assert set(verdict) == {"kind", "issue", "status", "latency_ms"}
+            assert verdict["status"] == {"anomaly": 200, "normal": 204}[verdict["kind"]]
+            assert verdict["latency_ms"] > 0
+            assert production_label(record, kind) == (record["expected"] or "normal")
+            if label(verdict) != production_label(record, kind):
+                differ[record["source"]["row"]] = (production_label(record, kind), label(verdict))
+    assert differ == {row: (issue, "PAINT-EQ-MCH") for row, issue in KNOWN_DISAGREEMENTS.items()}
+
+    (summary,) = summaries(simulator)
+    block = summary["candidate"]
+    assert block["conn_id"] == "painting_model_service_candidate"
+    assert block["rows"] == 3000
+    assert block["errors"] == 0
+    assert block["agreement"] == round(2977 / 3000, 6)
+    off_diagonal = {
+        (production, got): count
+        for production, row in block["matrix"].items()
+        for got, count in row.items()
+        if got != production
+    }
+    assert off_diagonal == {
+        ("PAINT-EQ-TEM-HIGH", "PAINT-EQ-MCH"): 11,
+        ("PAINT-EQ-CUR-LOW", "PAINT-EQ-MCH"): 5,
+        ("PAINT-EQ-TEM-LOW", "PAINT-EQ-MCH"): 4,
+        ("PAINT-EQ-VOL-LOW", "PAINT-EQ-MCH"): 2,
+        ("PAINT-EQ-VOL-HIGH", "PAINT-EQ-MCH"): 1,
+    }
+    assert block["matrix"]["normal"] == {"normal": summary["outcomes"]["normal"]}
+    lat = block["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+    # Production is still judged on its own: every expected verdict right.
+    assert summary["expected"]["accuracy"] == 1.0
+
+    # The gate: agreement 0.992333 < 0.995 fails the run once the summary is written.
+    assert run.state == "failed"
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert tis["summarize"].state == "failed"
+    assert summary["passed"] is False
+    assert summary["thresholds"] == [  # in the order of thresholds.RULES
+        {"name": "agreement", "limit": 0.995, "value": 0.992333, "passed": False},
+        {"name": "expected_accuracy", "limit": 1, "value": 1.0, "passed": True},
+    ]
+    out = task_output(caplog, capfd)
+    assert "1 of 2 replay threshold(s) failed: agreement 0.992333 < 0.995 (min)" in out
+    assert re.search(r"PAINT-EQ-TEM-HIGH\s+-> PAINT-EQ-MCH\s+11\n", out)
+
+
+@pytest.mark.parametrize("candidate_is", ["down", "answering garbage"])
+def test_a_candidate_that_is_down_or_answers_garbage_never_fails_a_production_row(
+    simulator, candidate_is, caplog, capfd
+):
+    from tests.support.http_servers import AnsweringServer
+
+    simulator.upload({"a.csv": generated_csv(30, extra_lines=(BAD_TIMESTAMP, BAD_NUMBER))})
+    server = None
+    if candidate_is == "down":
+        port = local_services.free_port()  # nothing listens there
+    else:  # a real server whose 200 answers are not JSON
+        server = AnsweringServer({("POST", "/predict/"): (200, "<html>oops</html>")})
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+    simulator.monkeypatch.setenv(CANDIDATE_ENV, http_connection(port))
+    try:
+        run = replay_dag().test(
+            run_conf={"concurrency": 16, "candidate_conn_id": "painting_model_service_candidate"}
+        )
+    finally:
+        if server is not None:
+            server.shutdown()
+
+    assert run.state == "success"
+    planted = generator.anomaly_kinds(30, seed=SEED)
+    ledgers = simulator.ledgers()
+    assert len(ledgers["anomaly"]) == sum(kind != "normal" for kind in planted)
+    assert len(ledgers["normal"]) == sum(kind == "normal" for kind in planted)
+    errors = {record["source"]["row"]: record for record in ledgers["error"]}
+    assert sorted(errors) == [30, 31]
+    assert errors[30]["status"] == 422  # production's own answer, unchanged
+    assert "candidate" not in errors[31]  # unmappable: sent to neither service
+    sent = ledgers["anomaly"] + ledgers["normal"] + [errors[30]]
+    cause = "model service unreachable" if candidate_is == "down" else "200 answer is not JSON"
+    for record in sent:
+        assert record["candidate"]["kind"] == "error"
+        assert record["candidate"]["issue"] is None
+        assert cause in record["candidate"]["error"]
+        assert record["candidate"]["status"] == (None if candidate_is == "down" else 200)
+    (summary,) = summaries(simulator)
+    block = summary["candidate"]
+    assert block["errors"] == block["rows"] == 31
+    assert block["agreement"] is None  # no row got a verdict from both
+    assert sum(block["matrix"]["normal"].values()) == len(ledgers["normal"])
+    assert set(block["matrix"]) == {
+        "normal",
+        "error",
+        *{r["prediction"]["issue"] for r in ledgers["anomaly"]},
+    }
+    assert summary["outcomes"]["error"] == 2
+    # Production's latency is its own calls', not the candidate's retries (1 s + 2 s back-off).
+    assert summary["latency_ms"]["p99"] < 1000
+    if candidate_is == "down":
+        assert block["latency_ms"]["p50"] >= 3000
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        (
+            {"candidate_conn_id": "no_such_candidate"},
+            "candidate_conn_id: connection 'no_such_candidate' is not defined",
+        ),
+        (
+            {"thresholds": {"agreement": 0.9}},
+            "param thresholds: threshold 'agreement' needs candidate_conn_id",
+        ),
+    ],
+)
+def test_a_missing_candidate_fails_at_plan_shards_before_any_row_is_sent(
+    simulator, conf, message, caplog, capfd
+):
+    simulator.upload({"a.csv": generated_csv(20)})
+
+    run = replay_dag().test(run_conf=conf)
+
+    assert run.state == "failed"
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_shards")
+    assert plan.state == "failed"
+    assert plan.try_number == 1
+    assert message in task_output(caplog, capfd)
     assert simulator.ledgers() == {"anomaly": [], "normal": [], "error": []}
     assert summaries(simulator) == []

@@ -1,11 +1,12 @@
-"""A replay's figures: outcomes, errors by cause, latencies, verdicts against expectations.
+"""A replay's figures: outcomes, errors, latencies, verdicts against expectations and a candidate.
 
 All of them merge across shards.
 
 :class:`Tally` is what a shard has recorded so far (kept in its progress file between attempts);
 :class:`LatencyHistogram` keeps latencies in constant memory with percentiles within 1 %;
 :func:`expected_figures` turns the expected-versus-got counts into accuracy, the confusion
-matrix and precision / recall per label.
+matrix and precision / recall per label; :func:`candidate_figures` turns the production-versus-
+candidate counts into the agreement, the matrix, the candidate's latency and its errors.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.painting_simulator.records import Result, error_cause, expected_label, verdict_label
+from include.painting_simulator.records import (
+    Result,
+    candidate_label,
+    error_cause,
+    expected_label,
+    verdict_label,
+)
 from include.painting_simulator.settings import ERROR, KINDS
 
 # Rates (accuracy, error rate, ...) are reported, and compared with thresholds, to this many
@@ -98,6 +105,8 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     expected: Pairs = field(default_factory=Counter)  # (expected label, got label) -> rows
+    candidate: Pairs = field(default_factory=Counter)  # (production, candidate label) -> rows
+    candidate_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     seconds: float = 0.0  # time spent replaying, over all attempts
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -111,6 +120,20 @@ class Tally:
             self.latency.add(result["latency"])
         if "expected" in result:
             self.expected[(expected_label(result["expected"]), verdict_label(result))] += 1
+        if "candidate" in result:
+            verdict = result["candidate"]
+            self.candidate[(verdict_label(result), candidate_label(verdict))] += 1
+            self.candidate_latency.add(verdict["latency_ms"] / 1000)
+
+    def merge(self, other: Tally) -> None:
+        """Add another shard's figures (not its times: :func:`summary.combine` takes those)."""
+        self.rows += other.rows
+        self.outcomes.update(other.outcomes)
+        self.errors.update(other.errors)
+        self.latency.merge(other.latency)
+        self.expected.update(other.expected)
+        self.candidate.update(other.candidate)
+        self.candidate_latency.merge(other.candidate_latency)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +142,8 @@ class Tally:
             "errors_by_cause": dict(self.errors.most_common()),
             "latency_histogram": self.latency.to_json(),
             "expected_confusion": pairs_to_json(self.expected),
+            "candidate_matrix": pairs_to_json(self.candidate),
+            "candidate_latency_histogram": self.candidate_latency.to_json(),
             "seconds": self.seconds,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -131,7 +156,12 @@ class Tally:
             outcomes=Counter(value["outcomes"]),
             errors=Counter(value["errors_by_cause"]),
             latency=LatencyHistogram.from_json(value["latency_histogram"]),
+            # Progress files of older versions have no expected / candidate figures.
             expected=pairs_from_json(value.get("expected_confusion", {})),
+            candidate=pairs_from_json(value.get("candidate_matrix", {})),
+            candidate_latency=LatencyHistogram.from_json(
+                value.get("candidate_latency_histogram", {"buckets": {}, "max": 0.0})
+            ),
             seconds=value["seconds"],
             started_at=value["started_at"],
             finished_at=value.get("finished_at"),
@@ -173,4 +203,27 @@ def expected_figures(confusion: Pairs) -> dict[str, Any] | None:
             }
             for label in labels
         },
+    }
+
+
+def candidate_figures(conn_id: str | None, matrix: Pairs, latency: LatencyHistogram) -> Any:
+    """The candidate block of a summary (None without a candidate): ``conn_id``, ``agreement``
+    (rows with the same label ÷ rows on which both gave a verdict, neither ``error``; two
+    different issue codes disagree), ``matrix`` ``{production: {candidate: rows}}`` over every
+    row sent to both, the candidate's ``latency_ms`` and ``errors`` (rows it gave no verdict)."""
+    if not conn_id:
+        return None
+    both = same = errors = 0
+    for (production, candidate), count in matrix.items():
+        errors += count if candidate == ERROR else 0
+        if ERROR not in (production, candidate):
+            both += count
+            same += count if production == candidate else 0
+    return {
+        "conn_id": conn_id,
+        "rows": sum(matrix.values()),
+        "agreement": rate(same, both),
+        "matrix": pairs_to_json(matrix),
+        "latency_ms": latency_ms(latency),
+        "errors": errors,
     }

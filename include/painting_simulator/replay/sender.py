@@ -6,11 +6,17 @@ fraction of a core, where ``requests`` would need a thread per request and the G
 client, not the model service, the limit. The address, headers, basic auth and ``verify`` come
 from the ``painting_model_service`` connection through ``HttpHook`` (:func:`endpoint_from_hook`).
 What an answer means and when to retry are the simulator's own rules (:mod:`model_client`).
+
+With a candidate model service (its own connection, the same :class:`Endpoint` path and retry
+policy), each sent row's body is POSTed to the candidate at the same time as to production, on a
+session of its own: production's latency is timed on its own call, and whatever the candidate
+does (down, slow, garbage) only becomes the result's ``candidate`` verdict, never its outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from include.painting_simulator import model_client, settings
-from include.painting_simulator.records import Item, Result, sent_result, unsent_result
+from include.painting_simulator.records import (
+    CandidateVerdict,
+    Item,
+    Result,
+    candidate_verdict,
+    sent_result,
+    unsent_result,
+)
 
 
 @dataclass(frozen=True)
@@ -95,14 +108,34 @@ async def send_with_retries(
 
 
 class _Sender:
-    """Sends items with bounded concurrency and an optional rate, one chunk at a time."""
+    """Sends items with bounded concurrency and an optional rate, one chunk at a time (and each
+    sent item to the candidate too, when there is one)."""
 
-    def __init__(self, session: Any, endpoint: Endpoint, concurrency: int, rate: float) -> None:
+    def __init__(
+        self,
+        session: Any,
+        endpoint: Endpoint,
+        concurrency: int,
+        rate: float,
+        candidate: tuple[Any, Endpoint] | None = None,
+    ) -> None:
         self.session, self.endpoint = session, endpoint
         self.concurrency, self.rate = concurrency, rate
+        self.candidate = candidate
         self.started = time.monotonic()
         self.sent = 0
         self.answered = False
+
+    async def ask_candidate(self, body: dict[str, Any]) -> CandidateVerdict:
+        """The candidate's verdict on ``body``; any failure of its call is its error."""
+        session, endpoint = self.candidate  # type: ignore[misc]
+        began = time.perf_counter()
+        try:
+            call = await send_with_retries(session, endpoint.url, body, endpoint.attempts)
+        except Exception as exc:  # the candidate never fails the production row
+            cause = f"candidate call failed: {type(exc).__name__}: {exc}"
+            return candidate_verdict(None, time.perf_counter() - began, cause)
+        return candidate_verdict(call, time.perf_counter() - began)
 
     async def call(self, item: Item) -> Result:
         if "body" not in item:
@@ -112,15 +145,21 @@ class _Sender:
             self.sent += 1
             if (delay := due - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
+        shadow = asyncio.ensure_future(self.ask_candidate(item["body"])) if self.candidate else None
         began = time.perf_counter()
         call = await send_with_retries(
             self.session, self.endpoint.url, item["body"], self.endpoint.attempts
         )
         latency = time.perf_counter() - began
         if not call.reached and not self.answered:
+            if shadow is not None:
+                shadow.cancel()
             raise model_client.unreachable(call, item["source"], "the shard will be retried")
         self.answered = self.answered or call.reached
-        return {**sent_result(item, call), "latency": latency}
+        result: Result = {**sent_result(item, call), "latency": latency}
+        if shadow is not None:
+            result["candidate"] = await shadow
+        return result
 
     async def send_chunk(self, items: list[Item]) -> list[Result]:
         results: list[Any] = [None] * len(items)
@@ -134,31 +173,41 @@ class _Sender:
         return results
 
 
-async def replay_chunks(
-    chunks: Iterator[tuple[int, list[Item]]],
-    endpoint: Endpoint,
-    concurrency: int,
-    rate: float,
-    record: Callable[[int, list[Result]], None],
-) -> None:
-    """Send chunk after chunk; the next chunk is read and the previous one recorded (in
-    threads) while the current one is being sent."""
+def _session(endpoint: Endpoint, concurrency: int) -> Any:
+    """An ``aiohttp`` session for one endpoint: ``concurrency`` pooled connections, its headers,
+    auth, timeout and ``verify``."""
     import aiohttp
 
-    loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=concurrency, ssl=None if endpoint.verify else False)
     headers = dict(endpoint.headers)  # the bodies are JSON, unless the connection says more
     if not any(name.lower() == "content-type" for name in headers):
         headers["Content-Type"] = "application/json"
-    session = aiohttp.ClientSession(
+    return aiohttp.ClientSession(
         connector=connector,
         headers=headers,
         auth=aiohttp.BasicAuth(*endpoint.auth) if endpoint.auth else None,
         timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
         cookie_jar=aiohttp.DummyCookieJar(),  # the service sets no cookies: no jar per request
     )
-    async with session:
-        sender = _Sender(session, endpoint, concurrency, rate)
+
+
+async def replay_chunks(
+    chunks: Iterator[tuple[int, list[Item]]],
+    endpoint: Endpoint,
+    concurrency: int,
+    rate: float,
+    record: Callable[[int, list[Result]], None],
+    candidate: Endpoint | None = None,
+) -> None:
+    """Send chunk after chunk (each sent row also to ``candidate`` when given); the next chunk
+    is read and the previous one recorded (in threads) while the current one is being sent."""
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(_session(endpoint, concurrency))
+        shadow = None
+        if candidate is not None:
+            shadow = (await stack.enter_async_context(_session(candidate, concurrency)), candidate)
+        sender = _Sender(session, endpoint, concurrency, rate, shadow)
         recording: asyncio.Future[None] | None = None
         upcoming = loop.run_in_executor(None, next, chunks, None)
         while (chunk := await upcoming) is not None:

@@ -66,8 +66,10 @@ def run_shard(
     run_id: str,
     results: ResultsWriter | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    candidate: Endpoint | None = None,
 ) -> dict[str, Any]:
-    """Replay one shard (``{"shard", "start_row", "rows"}``) and return its summary.
+    """Replay one shard (``{"shard", "start_row", "rows"}``) and return its summary; with a
+    ``candidate`` endpoint every sent row also goes to the candidate model service.
 
     Every outcome goes to ``results`` (default: the JSON-lines ledgers in ``output_dir``); the
     shard's progress file lives in ``output_dir``.
@@ -92,7 +94,7 @@ def run_shard(
             progress.save(tally)
 
         chunks = iter_chunks(reader, prefix, spec["start_row"] + tally.rows, left, chunk_rows)
-        run_event_loop(replay_chunks(chunks, endpoint, concurrency, rate, record))
+        run_event_loop(replay_chunks(chunks, endpoint, concurrency, rate, record, candidate))
     tally.finished_at = time.time()
     progress.save(tally)
     return {

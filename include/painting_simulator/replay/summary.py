@@ -14,11 +14,10 @@ from include.painting_simulator import settings
 from include.painting_simulator.records import utc_now
 from include.painting_simulator.replay import thresholds
 from include.painting_simulator.replay.figures import (
-    LatencyHistogram,
     Tally,
+    candidate_figures,
     expected_figures,
     latency_ms,
-    pairs_from_json,
 )
 from include.painting_simulator.settings import KINDS
 
@@ -29,19 +28,17 @@ def combine(
     params: dict[str, Any],
     model_url: str,
     limits: dict[str, Any] | None = None,
+    candidate_conn_id: str | None = None,
 ) -> dict[str, Any]:
     """The replay's summary from its shards' (one line of ``painting_replay_summary.jsonl``),
-    judged against ``limits`` (:func:`thresholds.resolve`): ``thresholds`` and ``passed``.
+    judged against ``limits`` (:func:`thresholds.resolve`): ``thresholds`` and ``passed``; with a
+    candidate, its ``candidate`` block (:func:`figures.candidate_figures`), else ``null``.
 
     Throughput is over wall-clock time, from the first shard's start to the last one's end.
     """
     total = Tally()
     for summary in shard_summaries:
-        total.rows += summary["rows"]
-        total.outcomes.update(summary["outcomes"])
-        total.errors.update(summary["errors_by_cause"])
-        total.latency.merge(LatencyHistogram.from_json(summary["latency_histogram"]))
-        total.expected.update(pairs_from_json(summary.get("expected_confusion", {})))
+        total.merge(Tally.from_json(summary))
     started = min((s["started_at"] for s in shard_summaries), default=time.time())
     finished = max((s["finished_at"] or started for s in shard_summaries), default=started)
     wall = max(finished - started, 1e-9) if shard_summaries else 0.0
@@ -61,6 +58,7 @@ def combine(
         "latency_ms": latency_ms(total.latency),
         "errors_by_cause": dict(total.errors.most_common()),
         "expected": expected_figures(total.expected),
+        "candidate": candidate_figures(candidate_conn_id, total.candidate, total.candidate_latency),
         "per_shard": [
             {
                 "shard": s["shard"],
@@ -120,6 +118,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{_percent(scores['recall']):>8}"
             for label, scores in expected["by_issue"].items()
         ]
+    lines += _candidate_lines(summary.get("candidate"))
     if "thresholds" in summary:
         checked = summary["thresholds"]
         failed = sum(not result["passed"] for result in checked)
@@ -131,6 +130,31 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  thresholds  {verdict}")
         lines += [f"    {thresholds.describe(result)}" for result in checked]
     return "\n".join(lines)
+
+
+def _candidate_lines(candidate: dict[str, Any] | None) -> list[str]:
+    """The candidate section of the report: agreement, latency, errors and each disagreement."""
+    if not candidate:
+        return []
+    lat = candidate["latency_ms"]
+    lines = [
+        f"  candidate   {candidate['conn_id']}: {candidate['rows']:,} row(s) sent to both, "
+        f"agreement {_percent(candidate['agreement'])}, {candidate['errors']:,} candidate "
+        "error(s)",
+        f"    latency ms  p50 {lat['p50']:.2f}   p95 {lat['p95']:.2f}   p99 {lat['p99']:.2f}   "
+        f"max {lat['max']:.2f}",
+    ]
+    differ = [
+        (production, label, count)
+        for production, row in candidate["matrix"].items()
+        for label, count in row.items()
+        if label != production
+    ]
+    lines.append("    production -> candidate, where they differ" + ("" if differ else ": nowhere"))
+    lines += [
+        f"      {production:<22} -> {label:<22} {count:>9,}" for production, label, count in differ
+    ]
+    return lines
 
 
 def _percent(value: float | None) -> str:
