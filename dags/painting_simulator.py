@@ -16,7 +16,10 @@ pull_window ► call_model_service ► route_results ┬ anomalies ► log_anoma
 * **call_model_service** POSTs each body to `/predict/` of `painting_model_service`, with a
   timeout and retries with back-off. 204 = normal, 200 (flat record or `predictions`) = anomaly,
   4xx and persistent 5xx = error. If the service cannot be reached at all, the task fails and
-  Airflow retries it; the position does not move.
+  Airflow retries it; the position does not move. **Shadow mode**: with the Variable
+  `painting_candidate_conn_id` set, each row also goes, at the same time, to that candidate
+  model service (one attempt); its verdict is the record's `candidate`, never the row's outcome,
+  and a candidate that is down never fails the run (`docs/shadow-mode.md`).
 * **route_results** branches to the log tasks that have something to write; each appends to its
   JSON-lines ledger in `painting_output_dir` exactly once per row, even across task retries.
 * **advance_position** (the join) moves the position past this window: only a run that recorded
@@ -133,7 +136,15 @@ def painting_simulator() -> None:
         config = airflow_runtime.run_config()
         hook = HttpHook(method="POST", http_conn_id=settings.MODEL_CONN_ID)
         post = model_client.hook_transport(hook, settings.PREDICT_ENDPOINT, config.request_timeout)
-        results = model_client.call_window(window["items"], post, attempts=config.request_attempts)
+        candidate_id = airflow_runtime.shadow_candidate()  # fails the task if misconfigured
+        if candidate_id is None:
+            results = model_client.call_window(
+                window["items"], post, attempts=config.request_attempts
+            )
+        else:  # shadow mode: every row also goes to the candidate (docs/shadow-mode.md)
+            results = airflow_runtime.call_with_candidate(
+                window["items"], post, candidate_id, config
+            )
         counts = {kind: sum(r["kind"] == kind for r in results) for kind in settings.KINDS}
         log.info("%s answered: %s", hook.url_from_endpoint(settings.PREDICT_ENDPOINT), counts)
         return results

@@ -239,15 +239,14 @@ def model_service(
     data: Path | None = SAMPLE_CSV,
     extra_args: Iterable[str] = (),
     host: str = "127.0.0.1",
+    name: str = "reference model service",
 ) -> ServiceProcess:
-    """The reference model service (``python -m include.model_service``)."""
+    """The reference model service (``python -m include.model_service``); ``name`` is what
+    messages call it (``make run``'s candidate is one too)."""
     command = [sys.executable, "-m", "include.model_service", "--host", host, "--port", str(port)]
     command += ["--data", str(data)] if data is not None else ["--no-model"]
     command += list(extra_args)
-    return ServiceProcess(
-        "reference model service", command, port, http_ready(f"http://{host}:{port}/health"),
-        log_path,
-    )  # fmt: skip
+    return ServiceProcess(name, command, port, http_ready(f"http://{host}:{port}/health"), log_path)
 
 
 def simulator_env(

@@ -1,7 +1,10 @@
 """The local stack behind ``make run``: ``python -m scripts.run_local``.
 
 Starts, all on 127.0.0.1: Azurite (blob storage, with the sample CSV uploaded once), the
-reference model service, and ``airflow standalone`` (SQLite, LocalExecutor) with the
+reference model service, a candidate model service beside it (another model version, for the
+simulator's shadow mode: the connection ``painting_model_service_candidate`` and the Variable
+``painting_candidate_conn_id``; ``PAINTING_SHADOW=0`` leaves it out and deletes the Variable), and
+``airflow standalone`` (SQLite, LocalExecutor) with the
 ``painting_simulator`` DAG unpaused. State lives in the repository: ``.airflow/`` (Airflow home:
 metadata DB, admin password, task logs, ledgers) and ``.local/`` (Azurite data, service logs), so a
 second run reuses both. Ctrl-C (or SIGTERM) stops every process started here, by PID.
@@ -11,8 +14,9 @@ until the api-server answers, and again at Ctrl-C until the running tasks have f
 :func:`pause_dags`). ``make airflow ARGS=...`` (:mod:`scripts.airflow_cli`) runs the Airflow CLI
 with the environment of :func:`airflow_env`, the one every Airflow process here gets.
 
-Ports can be moved with ``PAINTING_AZURITE_PORT``, ``PAINTING_MODEL_PORT`` and
-``PAINTING_AIRFLOW_PORT``; ``PAINTING_INTERVAL_MINUTES`` (schedule) is passed through to Airflow.
+Ports can be moved with ``PAINTING_AZURITE_PORT``, ``PAINTING_MODEL_PORT``,
+``PAINTING_CANDIDATE_PORT`` and ``PAINTING_AIRFLOW_PORT``; ``PAINTING_INTERVAL_MINUTES``
+(schedule) is passed through to Airflow.
 ``PAINTING_ADMIN_PASSWORD`` sets the password of the UI user ``admin`` (else Airflow generates one
 on the first start); either way it is stored in :data:`PASSWORDS_FILE_VAR`'s file, by default
 ``.airflow/simple_auth_manager_passwords.json.generated``. ``PAINTING_STATE_DIR`` moves
@@ -61,6 +65,11 @@ CONTAINER = settings.DEFAULT_CONTAINER
 SAMPLE_BLOB = settings.DEFAULT_PREFIX + local_services.SAMPLE_CSV.name
 
 AIRFLOW_NAME = "Airflow UI"
+CANDIDATE_NAME = "candidate model service"
+# The candidate of shadow mode: the reference model fitted the same way, deciding otherwise, so
+# the two disagree on known rows (on the sample: 23 rows, e.g. row 114 CUR-LOW -> MCH).
+CANDIDATE_ARGS = ("--model-version", "candidate-2", "--mch-threshold", "3.0")
+SHADOW_VAR = "PAINTING_SHADOW"
 STARTUP_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0  # how long Ctrl-C waits for running tasks before stopping Airflow anyway
 
@@ -126,17 +135,42 @@ def upload_sample_once(connection_string: str) -> bool:
     return True
 
 
-def define_connections(env: dict[str, str], azurite_port: int, model_port: int) -> None:
-    """(Re)define both connections in the metadata DB so the UI shows them."""
+def shadow_mode() -> bool:
+    """Whether to start the candidate: ``PAINTING_SHADOW`` unset, ``1`` or ``on`` (default)."""
+    raw = os.environ.get(SHADOW_VAR, "").strip().lower()
+    if raw in ("", "1", "on", "yes", "true"):
+        return True
+    if raw in ("0", "off", "no", "false"):
+        return False
+    raise StartupError(f"{SHADOW_VAR}={raw!r} is neither 1 (start the candidate) nor 0")
+
+
+def define_connections(
+    env: dict[str, str], azurite_port: int, model_port: int, candidate_port: int | None = None
+) -> None:
+    """(Re)define the connections in the metadata DB so the UI shows them (the candidate's
+    too, with a ``candidate_port``)."""
     connection_string = local_services.azurite_connection_string(azurite_port)
     connections = {
         settings.BLOB_CONN_ID: local_services.wasb_connection(connection_string),
         settings.MODEL_CONN_ID: local_services.http_connection(model_port, HOST),
     }
+    if candidate_port is not None:
+        connections[settings.CANDIDATE_CONN_ID] = local_services.http_connection(
+            candidate_port, HOST
+        )
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=STATE_DIR) as file:
         json.dump(connections, file)
         file.flush()
         airflow(env, "connections", "import", "--overwrite", file.name)
+
+
+def set_shadow_variable(env: dict[str, str], on: bool) -> None:
+    """Shadow mode on (the Variable names the candidate's connection) or off (deleted)."""
+    if on:
+        airflow(env, "variables", "set", settings.VAR_CANDIDATE_CONN_ID, settings.CANDIDATE_CONN_ID)
+    else:  # not set is fine too: nothing to delete
+        airflow(env, "variables", "delete", settings.VAR_CANDIDATE_CONN_ID, check=False)
 
 
 def read_passwords(path: Path) -> dict[str, str]:
@@ -248,6 +282,16 @@ def let_running_tasks_finish(env: dict[str, str], base_url: str, password_file: 
         print("Tasks still running: they fail now and are retried on the next start", flush=True)
 
 
+def shadow_text(candidate_port: int | None) -> str:
+    if candidate_port is None:
+        return f"Shadow mode off ({SHADOW_VAR}=0): no candidate model service"
+    return (
+        f"Shadow mode on: every row also goes to the candidate at http://{HOST}:{candidate_port} "
+        f"(connection {settings.CANDIDATE_CONN_ID}, Variable {settings.VAR_CANDIDATE_CONN_ID}; "
+        f"{SHADOW_VAR}=0 turns it off)"
+    )
+
+
 def _raise_stop(signum: int, frame: object) -> None:
     raise Stop(signal.Signals(signum).name)
 
@@ -255,13 +299,17 @@ def _raise_stop(signum: int, frame: object) -> None:
 def run() -> None:
     azurite_port = _port("PAINTING_AZURITE_PORT", 10000)
     model_port = _port("PAINTING_MODEL_PORT", 8001)
+    shadow = shadow_mode()
+    candidate_port = _port("PAINTING_CANDIDATE_PORT", 8002) if shadow else None
     api_port = airflow_port()
     for name, port in (
         ("Azurite (blob storage)", azurite_port),
         ("reference model service", model_port),
+        (CANDIDATE_NAME, candidate_port),
         (AIRFLOW_NAME, api_port),
     ):
-        local_services.check_port_free(name, port, HOST)
+        if port is not None:
+            local_services.check_port_free(name, port, HOST)
 
     env = airflow_env(api_port)
     password_file = Path(env[PASSWORDS_FILE_VAR])
@@ -285,11 +333,27 @@ def run() -> None:
         extra_args = ["--issue-log", str(issue_log)]
         services.append(local_services.model_service(model_port, model_log, extra_args=extra_args))
         services[-1].start()
+        if candidate_port is not None:
+            print(
+                f"Starting the {CANDIDATE_NAME} on {HOST}:{candidate_port} "
+                f"({' '.join(CANDIDATE_ARGS)}) ...",
+                flush=True,
+            )
+            services.append(
+                local_services.model_service(
+                    candidate_port,
+                    LOG_DIR / "model-service-candidate.log",
+                    extra_args=CANDIDATE_ARGS,
+                    name=CANDIDATE_NAME,
+                )
+            )
+            services[-1].start()
 
         print(f"Preparing Airflow in {AIRFLOW_HOME} (db migrate, connections) ...", flush=True)
         AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
         airflow(env, "db", "migrate")
-        define_connections(env, azurite_port, model_port)
+        define_connections(env, azurite_port, model_port, candidate_port)
+        set_shadow_variable(env, candidate_port is not None)
         if chosen_password:
             set_admin_password(password_file, chosen_password)
         to_unpause = pause_dags(env)  # until the api-server answers: see pause_dags
@@ -308,6 +372,7 @@ def run() -> None:
             f"\nAirflow UI:  http://{HOST}:{api_port}/\n"
             f"{login_text(password_file, chosen_password is not None)}\n"
             f"DAG {DAG_ID} is unpaused; ledgers (JSON lines) in {output_dir}/\n"
+            f"{shadow_text(candidate_port)}\n"
             f"Service logs in {LOG_DIR}/, task logs in {AIRFLOW_HOME / 'logs'}/\n"
             'Airflow CLI against this stack: make airflow ARGS="dags list"\n'
             "Ctrl-C stops everything.\n",

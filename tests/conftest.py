@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from scripts import local_services
 from tests.support.azurite import AzuriteHandle, run_azurite
 from tests.support.connections import http_connection, wasb_connection
 from tests.support.dag_runs import Simulator, delete_position
+from tests.support.http_servers import Answer, AnsweringServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -109,3 +111,23 @@ def simulator(
     delete_position()
     azurite.upload(container, {})
     return Simulator(azurite, container, output_dir, monkeypatch)
+
+
+@pytest.fixture
+def answering_server() -> Iterator[Any]:
+    """Factory: a real HTTP server on 127.0.0.1 answering ``{(method, path): (status, body)}``
+    (anything else: 404); returns its port. Shut down at the end of the test."""
+    servers: list[AnsweringServer] = []
+
+    def start(answers: dict[tuple[str, str], Answer]) -> int:
+        server = AnsweringServer(answers)
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server.server_address[1]
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()

@@ -2,13 +2,16 @@
 
 The one DAG-side helper, so that no DAG file repeats it: :func:`run_config` reads the run's
 settings from Airflow Variables (``AIRFLOW_VAR_<NAME>`` environment variables work),
-:func:`blob_rows` gives the CSV rows through ``WasbHook`` and the worker's row cache, and
-:func:`results` the results writer. Airflow is imported inside the functions: they are called
-from tasks and callbacks, never while a DAG file is parsed.
+:func:`blob_rows` gives the CSV rows through ``WasbHook`` and the worker's row cache,
+:func:`results` the results writer, and :func:`shadow_candidate` /
+:func:`call_with_candidate` the shadow mode's candidate through ``HttpHook``. Airflow is
+imported inside the functions: they are called from tasks and callbacks, never while a DAG file
+is parsed.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from include.painting_simulator import settings
@@ -16,6 +19,8 @@ from include.painting_simulator import settings
 if TYPE_CHECKING:
     from include.painting_simulator.blob_rows import BlobRows
     from include.painting_simulator.results import ResultsWriter
+
+log = logging.getLogger("painting_simulator")
 
 
 def variable(name: str) -> Any:
@@ -37,6 +42,52 @@ def require_connection(conn_id: str, named_by: str) -> None:
         BaseHook.get_connection(conn_id)
     except AirflowNotFoundException as exc:
         raise LookupError(f"{named_by}: {missing_connection(exc, conn_id)}") from None
+
+
+def shadow_candidate() -> str | None:
+    """The connection id of shadow mode's candidate (the Variable ``painting_candidate_conn_id``;
+    None when unset or empty). A Variable naming no connection is an operator's mistake, not a
+    candidate that is down: it fails the task at once, not retried, before any row is sent."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    conn_id = str(variable(settings.VAR_CANDIDATE_CONN_ID) or "").strip() or None
+    if conn_id is not None:
+        try:
+            require_connection(conn_id, f"Airflow Variable {settings.VAR_CANDIDATE_CONN_ID}")
+        except LookupError as exc:
+            raise AirflowFailException(str(exc)) from None
+    return conn_id
+
+
+def call_with_candidate(
+    items: list[Any], post: Any, conn_id: str, config: settings.RunConfig
+) -> list[Any]:
+    """A window sent to production (``post``) and to the candidate of connection ``conn_id``
+    (:func:`shadow.call_window`), with the task log's lines: shadow mode on, to which address
+    (never the connection's login or password), and the window's agreement."""
+    from airflow.providers.http.hooks.http import HttpHook
+
+    from include.painting_simulator import model_client, shadow
+
+    hook = HttpHook(method="POST", http_conn_id=conn_id)
+    log.info(
+        "shadow mode on (Variable %s): every row also goes to %s (connection %s), one attempt each",
+        settings.VAR_CANDIDATE_CONN_ID,
+        hook.url_from_endpoint(settings.PREDICT_ENDPOINT),
+        conn_id,
+    )
+    results = shadow.call_window(
+        items,
+        post,
+        lambda: model_client.hook_transport(
+            hook, settings.PREDICT_ENDPOINT, config.request_timeout
+        ),
+        attempts=config.request_attempts,
+        timeout=config.request_timeout,
+    )
+    for line in shadow.describe(conn_id, results):
+        log.info("%s", line)
+    return results
 
 
 def run_config() -> settings.RunConfig:

@@ -206,6 +206,7 @@ def call_window(
     attempts: int = 3,
     backoff_seconds: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    on_send: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[Result]:
     """Send every mappable item of a window and return one result per item, in order.
 
@@ -215,13 +216,18 @@ def call_window(
     Raises :class:`ModelServiceUnreachable` when a row gets no answer at all and no earlier row
     of the window was answered: the service is down, so the whole window is left to the task's
     retry rather than recorded as errors (the position does not move).
+
+    ``on_send(index, body)``, when given, is called as each mapped item's first try starts (the
+    shadow mode's candidate is asked then: :mod:`shadow`).
     """
     results: list[Result] = []
     any_answered = False
-    for item in items:
+    for index, item in enumerate(items):
         if "body" not in item:
             results.append(unsent_result(item))
             continue
+        if on_send is not None:
+            on_send(index, item["body"])
         call = send_with_retries(
             post, item["body"], attempts=attempts, backoff_seconds=backoff_seconds, sleep=sleep
         )

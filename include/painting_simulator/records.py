@@ -32,7 +32,8 @@ that could not be read as CSV) gives items, results and records without the key.
 :func:`verdict_label` and :func:`expected_label` turn verdicts and expectations into the labels
 a replay compares (``normal``, an issue code, or ``error``).
 
-**``candidate``** (in results and row records of a replay with a ``candidate_conn_id``) is what
+**``candidate``** (in results and row records of a replay with a ``candidate_conn_id``, and of a
+simulator run in shadow mode: the Variable ``painting_candidate_conn_id``) is what
 the candidate model service said about the same request body (:class:`CandidateVerdict`, made by
 :func:`candidate_verdict`): it never changes the row's ``kind``, which is the production
 service's. Rows that were not sent have none.

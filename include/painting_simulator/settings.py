@@ -35,7 +35,8 @@ REPLAY_SUMMARY = "replay_summary"
 # Airflow connections (defined by the operator; nothing about them is hard-coded in a DAG).
 BLOB_CONN_ID = "painting_blob_storage"
 MODEL_CONN_ID = "painting_model_service"
-# The usual id of a candidate model service's connection (painting_replay's candidate_conn_id).
+# The usual id of a candidate model service's connection (painting_replay's candidate_conn_id,
+# the Variable painting_candidate_conn_id of the simulator's shadow mode).
 CANDIDATE_CONN_ID = "painting_model_service_candidate"
 
 # Airflow Variables read at run time (so ``AIRFLOW_VAR_<NAME>`` environment variables work).
@@ -47,6 +48,9 @@ VAR_REQUEST_TIMEOUT = "painting_request_timeout_seconds"
 VAR_REQUEST_ATTEMPTS = "painting_request_attempts"
 # Written by the simulator itself: where the next window starts.
 VAR_POSITION = "painting_position"
+# The simulator's shadow mode: the HTTP connection of a candidate model service that every window
+# is also sent to (empty or unset: no shadow mode; docs/results.md#shadow-mode).
+VAR_CANDIDATE_CONN_ID = "painting_candidate_conn_id"
 # The painting_replay release gate's default limits (JSON; the param ``thresholds`` replaces it).
 VAR_REPLAY_THRESHOLDS = "painting_replay_thresholds"
 

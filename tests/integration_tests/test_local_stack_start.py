@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from scripts import local_services
+from tests.support.dag_runs import read_jsonl
 from tests.support.make_targets import json_listing
 from tests.support.make_targets import make_airflow as support_make_airflow
 
@@ -61,10 +62,13 @@ class Scenario:
     env: dict[str, str]
     base_url: str
     model_port: int
+    candidate_port: int
     starts: list[Start] = field(default_factory=list)
     running_at_stop: list[str] = field(default_factory=list)  # tasks running at the first Ctrl-C
     offline_list: list[dict[str, Any]] = field(default_factory=list)  # `make airflow` while stopped
     task_instances: list[dict[str, Any]] = field(default_factory=list)
+    candidate_connection: dict[str, Any] = field(default_factory=dict)  # REST API, while running
+    shadow_variable: dict[str, Any] = field(default_factory=dict)
     current: MakeRun | None = None
 
 
@@ -208,11 +212,13 @@ def run_and_tick(scenario: Scenario, password: str | None, extra_env: dict[str, 
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     state_dir = tmp_path_factory.mktemp("make-run")
     api_port, model_port = local_services.free_port(), local_services.free_port()
+    candidate_port = local_services.free_port()
     env = {
         **os.environ,
         "PAINTING_STATE_DIR": str(state_dir),
         "PAINTING_AZURITE_PORT": str(local_services.free_port()),
         "PAINTING_MODEL_PORT": str(model_port),
+        "PAINTING_CANDIDATE_PORT": str(candidate_port),
         "PAINTING_AIRFLOW_PORT": str(api_port),
         "PAINTING_INTERVAL_MINUTES": "0.25",
         "AIRFLOW__CORE__PARALLELISM": "4",
@@ -221,7 +227,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local_services.free_port()),
     }
     env.pop("PAINTING_ADMIN_PASSWORD", None)
-    result = Scenario(state_dir, env, f"http://127.0.0.1:{api_port}", model_port)
+    env.pop("PAINTING_SHADOW", None)  # the default: shadow mode on
+    result = Scenario(state_dir, env, f"http://127.0.0.1:{api_port}", model_port, candidate_port)
     try:
         # First start: the password is generated. Ctrl-C in the middle of a run.
         token = run_and_tick(result, None, {})
@@ -237,6 +244,12 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         result.starts[1].dags_listed = make_airflow(env, "dags list")
         path = "/api/v2/dags/~/dagRuns/~/taskInstances"
         result.task_instances = get_all(result.base_url, token, path, "task_instances")
+        result.candidate_connection = get(
+            result.base_url, token, "/api/v2/connections/painting_model_service_candidate"
+        )
+        result.shadow_variable = get(
+            result.base_url, token, "/api/v2/variables/painting_candidate_conn_id"
+        )
     finally:
         if result.current is not None:
             result.current.stop()
@@ -300,3 +313,33 @@ def test_the_model_service_log_shows_its_start_and_the_requests(scenario: Scenar
     log = (scenario.state_dir / ".local" / "logs" / "model-service.log").read_text()
     assert f"Uvicorn running on http://127.0.0.1:{scenario.model_port}" in log
     assert '"POST /predict/ HTTP/1.1" 204' in log or '"POST /predict/ HTTP/1.1" 200' in log
+
+
+def test_a_candidate_runs_beside_production_and_every_row_goes_to_both(scenario: Scenario) -> None:
+    port = scenario.candidate_port
+    for start in scenario.starts:
+        assert (
+            f"Shadow mode on: every row also goes to the candidate at http://127.0.0.1:{port}"
+            in (start.output)
+        )
+    log = (scenario.state_dir / ".local" / "logs" / "model-service-candidate.log").read_text()
+    assert f"Uvicorn running on http://127.0.0.1:{port}" in log
+    assert '"POST /predict/ HTTP/1.1" 204' in log or '"POST /predict/ HTTP/1.1" 200' in log
+    connection = scenario.candidate_connection
+    assert (connection["conn_type"], connection["host"], connection["port"]) == (
+        "http",
+        "127.0.0.1",
+        port,
+    )
+    assert scenario.shadow_variable["value"] == "painting_model_service_candidate"
+    ledgers = scenario.state_dir / ".airflow" / "painting_logs"
+    records = [
+        record
+        for name in ("painting_issue_logs.jsonl", "painting_normal_logs.jsonl")
+        for record in read_jsonl(ledgers / name)
+    ]
+    assert records, "no row was recorded"
+    for record in records:
+        assert record["candidate"]["kind"] in ("anomaly", "normal"), record
+    # Ctrl-C stopped the candidate with the rest (by PID): its port is free again.
+    assert local_services.port_is_free(port)

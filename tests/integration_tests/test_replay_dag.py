@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -419,26 +418,18 @@ def test_a_candidate_side_by_side_shows_the_known_disagreements_and_gates_on_agr
 
 @pytest.mark.parametrize("candidate_is", ["down", "answering garbage"])
 def test_a_candidate_that_is_down_or_answers_garbage_never_fails_a_production_row(
-    simulator, candidate_is, caplog, capfd
+    simulator, answering_server, candidate_is, caplog, capfd
 ):
-    from tests.support.http_servers import AnsweringServer
-
     simulator.upload({"a.csv": generated_csv(30, extra_lines=(BAD_TIMESTAMP, BAD_NUMBER))})
-    server = None
     if candidate_is == "down":
         port = local_services.free_port()  # nothing listens there
     else:  # a real server whose 200 answers are not JSON
-        server = AnsweringServer({("POST", "/predict/"): (200, "<html>oops</html>")})
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        port = server.server_address[1]
+        port = answering_server({("POST", "/predict/"): (200, "<html>oops</html>")})
     simulator.monkeypatch.setenv(CANDIDATE_ENV, http_connection(port))
-    try:
-        run = replay_dag().test(
-            run_conf={"concurrency": 16, "candidate_conn_id": "painting_model_service_candidate"}
-        )
-    finally:
-        if server is not None:
-            server.shutdown()
+
+    run = replay_dag().test(
+        run_conf={"concurrency": 16, "candidate_conn_id": "painting_model_service_candidate"}
+    )
 
     assert run.state == "success"
     planted = generator.anomaly_kinds(30, seed=SEED)

@@ -15,32 +15,46 @@ from scripts.local_services import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_local(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m scripts.run_local`` (make run) for one that stops before starting anything."""
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.run_local"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     ("variable", "service"),
     [
         ("PAINTING_AZURITE_PORT", "Azurite (blob storage)"),
         ("PAINTING_MODEL_PORT", "reference model service"),
+        ("PAINTING_CANDIDATE_PORT", "candidate model service"),
         ("PAINTING_AIRFLOW_PORT", "Airflow UI"),
     ],
 )
 def test_a_taken_port_is_reported_by_name_without_a_traceback(variable, service):
-    ports = {name: str(free_port()) for name in ("PAINTING_AZURITE_PORT", "PAINTING_MODEL_PORT")}
+    names = ("PAINTING_AZURITE_PORT", "PAINTING_MODEL_PORT", "PAINTING_CANDIDATE_PORT")
+    ports = {name: str(free_port()) for name in names}
     ports["PAINTING_AIRFLOW_PORT"] = str(free_port())
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
         env = {**os.environ, **ports, variable: str(taken)}
-        result = subprocess.run(
-            [sys.executable, "-m", "scripts.run_local"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_local(env)
     assert result.returncode == 1
     assert f"{service} cannot start: port {taken} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_shadow_setting_that_is_neither_on_nor_off_is_named():
+    result = run_local({**os.environ, "PAINTING_SHADOW": "maybe"})
+    assert result.returncode == 1
+    assert "PAINTING_SHADOW='maybe' is neither 1 (start the candidate) nor 0" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
 
 

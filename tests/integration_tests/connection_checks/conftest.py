@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ import pytest
 
 from scripts import local_services
 from tests.support.check_dags import CheckDags, Storage
-from tests.support.http_servers import Answer, AnsweringServer
 
 
 @pytest.fixture
@@ -55,26 +53,6 @@ def use_model_service(monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("AIRFLOW_CONN_PAINTING_MODEL_SERVICE", value)
 
     return use
-
-
-@pytest.fixture
-def answering_server() -> Iterator[Any]:
-    """Factory: a real HTTP server on 127.0.0.1 answering ``{(method, path): (status, body)}``
-    (anything else: 404); returns its port. Shut down at the end of the test."""
-    servers: list[AnsweringServer] = []
-
-    def start(answers: dict[tuple[str, str], Answer]) -> int:
-        server = AnsweringServer(answers)
-        servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server.server_address[1]
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture
