@@ -16,7 +16,7 @@ import pytest
 
 from include.painting_simulator import settings
 from scripts import local_services
-from tests.support.dag_runs import fast_retries, task_output
+from tests.support.dag_runs import alert_state, delete_alert_state, fast_retries, task_output
 from tests.support.rows import (
     NORMAL_1,
     NORMAL_2,
@@ -46,19 +46,6 @@ def alerts_dag() -> Any:
     return bag.get_dag(settings.ALERTS_DAG_ID)
 
 
-def forget_alert_state() -> None:
-    from airflow.models.variable import Variable
-
-    Variable.delete(settings.VAR_ALERT_STATE)
-
-
-def alert_state() -> dict[str, Any] | None:
-    from airflow.models.variable import Variable
-
-    value = Variable.get(settings.VAR_ALERT_STATE, default_var=None)
-    return json.loads(value) if value else None
-
-
 def set_rules(simulator: Any, *rules: dict[str, Any], **extra: Any) -> None:
     value = {"conn_id": CONN_ID, "to": TO, "interval_minutes": 60, "rules": list(rules), **extra}
     simulator.set_variable(settings.VAR_ALERT_RULES, json.dumps(value))
@@ -67,7 +54,7 @@ def set_rules(simulator: Any, *rules: dict[str, Any], **extra: Any) -> None:
 @pytest.fixture
 def alerts(simulator, smtp_server, monkeypatch):
     """The simulator with three anomalies per run, and an SMTP connection to the real server."""
-    forget_alert_state()
+    delete_alert_state()
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", smtp_server.connection())
     simulator.upload({"line.csv": csv_bytes(*WINDOW)})
     simulator.set_variable("painting_batch_size", str(len(WINDOW)))
