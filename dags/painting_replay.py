@@ -25,7 +25,9 @@ plan_shards ► replay_shard × shards (mapped) ► summarize
   p50/p95/p99/max, errors by cause — logs them as a table and appends them to
   `painting_replay_summary.jsonl` in `painting_output_dir` (see `docs/replay.md`). With
   thresholds it judges each (✓ / ✗ in the report, `thresholds` and `passed` in the summary)
-  and, once the summary is written, **fails the run** when any failed: a release gate. With a
+  and, once the summary is written, **fails the run** when any failed: a release gate (first
+  mailing the failed thresholds through the Variable `painting_alert_rules`' connection and
+  recipients, see `docs/alerts.md`). With a
   candidate, the summary's `candidate` block: agreement, production × candidate matrix,
   the candidate's latency and errors.
 
@@ -226,6 +228,12 @@ def painting_replay() -> None:
         ti.xcom_push(key=settings.XCOM_REPLAY_SUMMARY, value=merged)
         failed = thresholds.failure_message(merged["thresholds"])
         if failed:
+            from include.painting_simulator import alert_mail
+
+            try:  # the mail of docs/alerts.md; its failure must not hide the gate's
+                alert_mail.gate_mail(merged, failed, context)
+            except Exception as exc:
+                log.error("the gate's mail was not sent: %s", exc)
             raise AirflowFailException(failed)  # not retried: the figures would not change
 
     summarize(replay_shard.expand(spec=plan_shards()))

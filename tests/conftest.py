@@ -27,11 +27,14 @@ from tests.support.azurite import AzuriteHandle, run_azurite
 from tests.support.connections import http_connection, wasb_connection
 from tests.support.dag_runs import Simulator, delete_position
 from tests.support.http_servers import Answer, AnsweringServer
+from tests.support.smtp_server import SmtpServer, run_smtp_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # The Azure SDK logs every request and response at INFO: keep test output readable.
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # aiosmtpd (the tests' SMTP server) logs every SMTP command at INFO.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +134,10 @@ def answering_server() -> Iterator[Any]:
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 and a free port, stopped after the test."""
+    with run_smtp_server() as server:
+        yield server

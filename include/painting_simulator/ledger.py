@@ -47,6 +47,25 @@ def _key(record: dict[str, Any]) -> tuple[str, int]:
     return record["source"]["blob"], record["source"]["row"]
 
 
+def _row_records(path: str, offset: int = 0) -> Iterator[dict[str, Any]]:
+    """The row records of a ledger file from byte ``offset``; a missing file has none."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    continue  # a torn last line from a killed writer: not written
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                # An earlier version's failure record in the error ledger: not a row.
+                if isinstance(record, dict) and is_row_record(record):
+                    yield record
+    except FileNotFoundError:
+        return
+
+
 class Ledgers:
     """The ledgers in one output directory (created on first use)."""
 
@@ -98,21 +117,8 @@ class Ledgers:
     def _keys_written(self, run_id: str, offsets: dict[str, int]) -> set[tuple[str, int]]:
         keys: set[tuple[str, int]] = set()
         for kind, offset in offsets.items():
-            try:
-                with open(self.path(kind), "rb") as fh:
-                    fh.seek(offset)
-                    for line in fh:
-                        if not line.endswith(b"\n"):
-                            continue  # a torn last line from a killed writer: not written
-                        try:
-                            record = json.loads(line)
-                        except ValueError:
-                            continue
-                        # An earlier version's failure record in the error ledger: not a row.
-                        if record.get("run_id") == run_id and is_row_record(record):
-                            keys.add(_key(record))
-            except FileNotFoundError:
-                continue
+            rows = _row_records(self.path(kind), offset)
+            keys.update(_key(r) for r in rows if r.get("run_id") == run_id)
         return keys
 
     def _trim_torn_tail(self, path: str) -> None:
@@ -178,6 +184,11 @@ class Ledgers:
                 fh.flush()
                 os.fsync(fh.fileno())
             return len(fresh)
+
+    def read(self, kind: str) -> Iterator[dict[str, Any]]:
+        """Every row record of the ledger of ``kind``, in file order, without taking the lock: a
+        torn last line (a writer mid-append or killed) and a failure record are skipped."""
+        return _row_records(self.path(kind))
 
     def append_failure(self, record: dict[str, Any]) -> bool:
         """Append a failure record (see :mod:`failures`) unless one with the same run, task and

@@ -8,6 +8,9 @@ JSON-lines ledgers in ``painting_output_dir`` (:class:`JsonLinesResults`, built 
 Every write is exactly once by its key, so a retried task, a cleared run or a killed worker
 never duplicates a record: rows by ``(run_id, blob, row)``, failure records by
 ``(run_id, task_id, try_number)``, replay summaries by ``run_id``.
+
+Reading back is one method too, :meth:`ResultsWriter.read_rows` (the alerts' plug point): the
+row records of one kind logged in a time range, oldest first.
 """
 
 from __future__ import annotations
@@ -61,6 +64,12 @@ class ResultsWriter(Protocol):
         """Record a replay's summary; False if the run already has one."""
         ...
 
+    def read_rows(self, kind: str, since: str | None, until: str) -> list[RowRecord]:
+        """The row records of ``kind`` whose ``timestamp`` is after ``since`` (None: from the
+        first) and at most ``until`` (both spelled as records spell them, see
+        :func:`records.utc_now`), oldest first; ties in the order they were written."""
+        ...
+
 
 class JsonLinesResults:
     """The JSON-lines store: the ledgers of one output directory (``docs/results.md``)."""
@@ -96,6 +105,14 @@ class JsonLinesResults:
 
     def write_summary(self, summary: dict) -> bool:
         return self.ledgers.append_summary(summary)
+
+    def read_rows(self, kind: str, since: str | None, until: str) -> list[RowRecord]:
+        # Timestamps have one fixed shape (milliseconds, ``Z``): as strings they sort in time.
+        return [
+            record  # type: ignore[misc]
+            for record in self.ledgers.read(kind)
+            if (since is None or record["timestamp"] > since) and record["timestamp"] <= until
+        ]
 
 
 def open_results(output_dir: str) -> ResultsWriter:

@@ -21,6 +21,7 @@ SIMULATOR_DAG_ID = "painting_simulator"
 REPLAY_DAG_ID = "painting_replay"
 STORAGE_CHECK_DAG_ID = "check_azure_storage_connection"
 MODEL_CHECK_DAG_ID = "check_model_service_connection"
+ALERTS_DAG_ID = "painting_alerts"
 
 # What a row ends as: the three result kinds, in the order reports list them.
 ANOMALY = "anomaly"
@@ -53,6 +54,13 @@ VAR_POSITION = "painting_position"
 VAR_CANDIDATE_CONN_ID = "painting_candidate_conn_id"
 # The painting_replay release gate's default limits (JSON; the param ``thresholds`` replaces it).
 VAR_REPLAY_THRESHOLDS = "painting_replay_thresholds"
+# The alerts' rules, SMTP connection id and recipients (JSON; unset: alerts are off).
+VAR_ALERT_RULES = "painting_alert_rules"
+# Written by painting_alerts and the replay's gate mail, never by hand: the watermark (where
+# the next read starts), each machine's anomaly streak at the watermark, and per rule the last
+# digest sent (its key and when). A Variable rather than a file beside the ledgers because it
+# must outlive the results store (the database store of issue 12 has no output directory).
+VAR_ALERT_STATE = "painting_alert_state"
 
 # painting_replay params read by the domain (the others are the DAG's own form fields).
 PARAM_THRESHOLDS = "thresholds"
@@ -63,6 +71,8 @@ PARAM_CANDIDATE_CONN_ID = "candidate_conn_id"
 # the summary summarize pushes, also when the gate then fails the run (a CI job reads it).
 XCOM_REPLAY_THRESHOLDS = "thresholds"
 XCOM_REPLAY_SUMMARY = "summary"
+# The rule name under which the replay's failed gate mail is rate-limited (docs/alerts.md).
+REPLAY_GATE_ALERT = "replay_gate"
 
 DEFAULT_CONTAINER = "simulator-data"
 DEFAULT_PREFIX = "painting-process-equipment/"

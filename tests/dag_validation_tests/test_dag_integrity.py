@@ -112,3 +112,14 @@ def test_the_anomaly_ledger_is_an_asset_outlet(dagbag):
     dag = dagbag.dags["painting_simulator"]
     outlets = dag.get_task("log_anomalies").outlets
     assert [asset.name for asset in outlets] == ["painting_issue_logs"]
+
+
+def test_the_alerts_are_scheduled_on_the_anomaly_ledger_asset(dagbag):
+    dag = dagbag.dags["painting_alerts"]
+    # Data-aware scheduling: a run whenever log_anomalies updates the asset, no time schedule.
+    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+    assert [asset.name for asset in dag.timetable.asset_condition.objects] == [
+        "painting_issue_logs"
+    ]
+    assert dag.max_active_runs == 1  # each run moves the watermark the next starts from
+    assert dag.get_task("notify").upstream_task_ids == {"evaluate"}

@@ -36,6 +36,7 @@ DAG_ID = "painting_simulator"
 PACKAGE_DAGS = {
     "painting_simulator",
     "painting_replay",
+    "painting_alerts",
     "check_azure_storage_connection",
     "check_model_service_connection",
 }

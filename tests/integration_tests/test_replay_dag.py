@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import pytest
 from include.sample_data import generator
 from scripts import local_services
 from tests.support.connections import http_connection
-from tests.support.dag_runs import read_jsonl, task_output
+from tests.support.dag_runs import alert_state, delete_alert_state, read_jsonl, task_output
+from tests.support.smtp_server import smtp_connection, text
 
 pytestmark = pytest.mark.integration
 
@@ -273,12 +275,25 @@ def test_thresholds_that_pass_let_the_run_succeed_and_are_reported(simulator, ca
     assert f"✓ anomaly_rate {planted / 100:g} in [0.05, 0.3]" in out
 
 
-def test_a_failed_threshold_fails_the_run_after_the_summary_is_written(simulator, caplog, capfd):
+def use_alert_mail(simulator: Any, monkeypatch: Any, connection: str) -> None:
+    """The Variable painting_alert_rules with a connection and recipients (the gate mail needs
+    no rules), and nothing remembered of earlier mails."""
+    delete_alert_state()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", connection)
+    simulator.set_variable(
+        "painting_alert_rules", json.dumps({"conn_id": "smtp_alerts", "to": ["qa@example.com"]})
+    )
+
+
+def test_a_failed_threshold_fails_the_run_after_the_summary_is_written(
+    simulator, smtp_server, monkeypatch, caplog, capfd
+):
     simulator.upload({"a.csv": generated_csv(30, extra_lines=(BAD_TIMESTAMP,))})
     # From the Variable this time (no thresholds param): one error in 31 rows is too many.
     simulator.set_variable(
         "painting_replay_thresholds", json.dumps({"error_rate": 0.01, "latency_p99_ms": 5000})
     )
+    use_alert_mail(simulator, monkeypatch, smtp_server.connection())
 
     run = replay_dag().test(run_conf={"concurrency": 2})
 
@@ -303,6 +318,36 @@ def test_a_failed_threshold_fails_the_run_after_the_summary_is_written(simulator
     assert "✓ latency_p99_ms" in out
     assert f"1 of 2 replay threshold(s) failed: error_rate {round(1 / 31, 6):g} > 0.01 (max)" in out
     assert len(simulator.ledger("error")) == 1  # every row was recorded before the verdict
+    # The gate's mail (docs/alerts.md), before the run failed: each threshold, a link to the run.
+    (message,) = smtp_server.messages
+    assert message["To"] == "qa@example.com"
+    assert message["Subject"] == (
+        f"[painting] replay_gate: 1 of 2 threshold(s) failed in {run.run_id}"
+    )
+    body = text(message)
+    assert f"✗ error_rate {round(1 / 31, 6):g} > 0.01 (max)" in body
+    assert "✓ latency_p99_ms" in body
+    assert f"/dags/painting_replay/runs/{urllib.parse.quote(run.run_id, safe='')}" in body
+    assert alert_state()["sent"]["replay_gate"]["status"] == "sent"
+
+
+def test_a_gate_mail_that_cannot_be_sent_never_hides_the_gates_failure(
+    simulator, monkeypatch, caplog, capfd
+):
+    simulator.upload({"a.csv": generated_csv(10, extra_lines=(BAD_TIMESTAMP,))})
+    port = local_services.free_port()  # nothing listens there: the connection is refused
+    use_alert_mail(simulator, monkeypatch, smtp_connection(port))
+
+    run = replay_dag().test(run_conf={"thresholds": {"error_rate": 0}})
+
+    assert run.state == "failed"
+    summarize = next(ti for ti in run.get_task_instances() if ti.task_id == "summarize")
+    assert summarize.state == "failed"
+    assert summarize.try_number == 1  # the gate's failure, not retried as a mail error would be
+    out = task_output(caplog, capfd)
+    assert "the gate's mail was not sent: could not send digest replay_gate@" in out
+    assert f"SMTP connection 'smtp_alerts' (127.0.0.1:{port}): ConnectionRefusedError" in out
+    assert "1 of 1 replay threshold(s) failed: error_rate" in out
 
 
 def test_a_malformed_threshold_fails_before_any_row_is_sent(simulator, caplog, capfd):

@@ -61,11 +61,11 @@ class AirflowApi:
         answer = self.request("POST", "/auth/token", {"username": "admin", "password": password})
         self.token = answer["access_token"]
 
-    def dag(self) -> dict[str, Any] | None:
-        return self.try_request("GET", f"/api/v2/dags/{DAG_ID}")
+    def dag(self, dag_id: str = DAG_ID) -> dict[str, Any] | None:
+        return self.try_request("GET", f"/api/v2/dags/{dag_id}")
 
-    def set_paused(self, paused: bool) -> None:
-        answer = self.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": paused})
+    def set_paused(self, paused: bool, dag_id: str = DAG_ID) -> None:
+        answer = self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
         assert answer["is_paused"] is paused
 
     def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
@@ -81,5 +81,5 @@ class AirflowApi:
             for line in answer["content"]
         )
 
-    def runs(self) -> list[dict[str, Any]]:
-        return self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
+    def runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]

@@ -104,6 +104,25 @@ def delete_position() -> None:
     Variable.delete("painting_position")
 
 
+def delete_alert_state() -> None:
+    """Forget what the alerts remember (the Variable ``painting_alert_state``)."""
+    from airflow.models.variable import Variable
+
+    from include.painting_simulator.settings import VAR_ALERT_STATE
+
+    Variable.delete(VAR_ALERT_STATE)
+
+
+def alert_state() -> dict[str, Any] | None:
+    """What the alerts remember: watermark, streaks, the last digest of each rule."""
+    from airflow.models.variable import Variable
+
+    from include.painting_simulator.settings import VAR_ALERT_STATE
+
+    value = Variable.get(VAR_ALERT_STATE, default_var=None)
+    return json.loads(value) if value else None
+
+
 def all_keys(simulator: Any, run_id: str) -> list[tuple[str, int]]:
     keys = simulator.keys(run_id)
     return sorted(keys["anomaly"] + keys["normal"] + keys["error"])

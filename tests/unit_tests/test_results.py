@@ -115,3 +115,25 @@ def test_a_row_record_carries_the_expectation_exactly_when_the_row_has_one(
     normals = {r["source"]["row"]: r for r in lines(tmp_path / "painting_normal_logs.jsonl")}
     assert normals[1]["expected"] is None
     assert "expected" not in normals[3]
+
+
+def test_rows_are_read_back_by_kind_in_a_time_range_oldest_first(tmp_path: Path) -> None:
+    writer = open_results(str(tmp_path))
+    path = tmp_path / settings.ANOMALY_LEDGER
+    stamps = ["2026-12-01T10:00:00.000Z", "2026-12-01T10:05:00.000Z", "2026-12-01T10:10:00.000Z"]
+    records = []
+    for row, stamp in enumerate(stamps):
+        (record,) = writer.write_rows(f"run-{row}", [result(settings.ANOMALY, row)]).records
+        records.append({**record, "timestamp": stamp})
+    writer.write_rows(RUN, [result(settings.NORMAL, 9)])
+    # The timestamps made known; a torn last line (a writer killed mid-append) is not a record.
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"timestamp": "2026-12')
+
+    got = writer.read_rows(settings.ANOMALY, stamps[0], stamps[2])
+    assert [r["source"]["row"] for r in got] == [1, 2]  # after since, up to and with until
+    assert [r["source"]["row"] for r in writer.read_rows(settings.ANOMALY, None, stamps[1])] == [
+        0,
+        1,
+    ]
+    assert [r["source"]["row"] for r in writer.read_rows(settings.NORMAL, None, "9")] == [9]
+    assert writer.read_rows(settings.ERROR, None, "9") == []  # no ledger yet
