@@ -31,6 +31,8 @@ from include.painting_simulator.records import (
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from include.painting_simulator.replay.figures import Tally
+
 # Errors and anomalies are few: writing them first keeps a batch's later appends from
 # rescanning much (see ledger.Ledgers.append_once).
 WRITE_ORDER = (settings.ERROR, settings.ANOMALY, settings.NORMAL)
@@ -65,6 +67,18 @@ class ResultsWriter(Protocol):
     def write_summary(self, summary: dict) -> bool:
         """Record a replay's summary; False if the run already has one."""
         ...
+
+    def progress(self, run_id: str, shard: int) -> ShardProgress:
+        """Where one replay shard keeps its progress (what a retry resumes after)."""
+        ...
+
+
+class ShardProgress(Protocol):
+    """A replay shard's progress: the rows recorded so far and their tally."""
+
+    def load(self) -> Tally | None: ...
+
+    def save(self, tally: Tally) -> None: ...
 
 
 class JsonLinesResults:
@@ -101,6 +115,11 @@ class JsonLinesResults:
 
     def write_summary(self, summary: dict) -> bool:
         return self.ledgers.append_summary(summary)
+
+    def progress(self, run_id: str, shard: int) -> ShardProgress:
+        from include.painting_simulator.replay.shard import Progress
+
+        return Progress(self.ledgers.output_dir, run_id, shard)  # a file in the output dir
 
 
 def open_results(output_dir: str, database: Engine | None = None) -> ResultsWriter:

@@ -3,10 +3,11 @@
 :class:`DatabaseResults` is the :class:`results.ResultsWriter` of the connection
 ``painting_results_db`` (``docs/results-database.md``): PostgreSQL for deployments, SQLite for a
 one-file local database, through the same SQLAlchemy Core code. The tables
-(``painting_results``, ``painting_run_failures``, ``painting_replay_reports``) are created on
-first use and carry a schema version (``painting_schema_version``): an older schema is upgraded,
-a newer one is refused, and a table whose columns or primary key are not the schema's gives an
-error naming the table and the column.
+(``painting_results``, ``painting_run_failures``, ``painting_replay_reports``, and
+``painting_replay_progress`` for the replay shards' progress) are created on first use and
+carry a schema version (``painting_schema_version``): an older schema is upgraded, a newer one is
+refused, and a table whose columns or primary key are not the schema's gives an error naming the
+table and the column.
 
 Every write is exactly once by its key, like the JSON-lines store: rows by the primary key
 ``(run_id, blob, row_number)``, failure records by ``(run_id, task_id, try_number)``, replay
@@ -164,6 +165,14 @@ def schema(dialect: str) -> tuple[MetaData, dict[str, dict[str, str]]]:
     )
     Index("painting_replay_reports_logged_at", reports.c.logged_at)
     Table(
+        settings.REPLAY_PROGRESS_TABLE,
+        meta,
+        Column("run_id", Text, nullable=False),
+        Column("shard", Integer, nullable=False),
+        Column("tally", JSON, nullable=False),
+        PrimaryKeyConstraint("run_id", "shard", name="painting_replay_progress_pkey"),
+    )
+    Table(
         settings.SCHEMA_VERSION_TABLE,
         meta,
         Column("name", Text, primary_key=True),
@@ -205,7 +214,12 @@ def bound(moment: str | datetime | None, dialect: str) -> Any:
     if moment is None:
         return None
     if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            raise ValueError(
+                f"{moment!r} is not an ISO-8601 time (e.g. 2026-12-01T00:00:00Z)"
+            ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
@@ -304,6 +318,9 @@ class DatabaseResults:
             "report": summary,
         }
         return self._insert_once(settings.REPLAY_REPORTS_TABLE, [row]) == 1
+
+    def progress(self, run_id: str, shard: int) -> DatabaseProgress:
+        return DatabaseProgress(self, run_id, shard)
 
     def _insert_once(self, name: str, rows: list[dict[str, Any]]) -> int:
         """Insert the rows whose key is not in table ``name`` yet, in one transaction; how many."""
@@ -433,6 +450,37 @@ class DatabaseResults:
             f"column {column!r} {what} (schema version {SCHEMA_VERSION}, "
             f"docs/results-database.md); nothing was written"
         )
+
+
+class DatabaseProgress:
+    """A replay shard's progress as a row of ``painting_replay_progress`` (one per run and
+    shard, replaced at every save): workers on other machines resume where a shard stopped."""
+
+    def __init__(self, store: DatabaseResults, run_id: str, shard: int) -> None:
+        self.store, self.run_id, self.shard = store, run_id, shard
+
+    def load(self) -> Any:  # Tally | None
+        from sqlalchemy import select
+
+        from include.painting_simulator.replay.figures import Tally
+
+        table = self.store.table(settings.REPLAY_PROGRESS_TABLE)
+        query = select(table.c.tally).where(
+            table.c.run_id == self.run_id, table.c.shard == self.shard
+        )
+        with self.store.connection() as connection:
+            saved = connection.execute(query).scalar()
+        return None if saved is None else Tally.from_json(saved)
+
+    def save(self, tally: Any) -> None:
+        table = self.store.table(settings.REPLAY_PROGRESS_TABLE)
+        row = {"run_id": self.run_id, "shard": self.shard, "tally": tally.to_json()}
+        statement = _dialect_insert(self.store.dialect)(table).values(row)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.run_id, table.c.shard], set_={"tally": statement.excluded.tally}
+        )
+        with self.store.connection() as connection:
+            connection.execute(statement)
 
 
 def _dialect_insert(dialect: str) -> Any:

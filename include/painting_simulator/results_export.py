@@ -14,7 +14,7 @@ import os
 from datetime import datetime
 
 from include.painting_simulator import settings
-from include.painting_simulator.results_db import DatabaseResults
+from include.painting_simulator.results_db import DatabaseResults, bound
 
 # (table, kind or None, file) of every file an export writes.
 EXPORTS = [
@@ -32,6 +32,7 @@ def export_ledgers(
 ) -> dict[str, int]:
     """Write the ledger files of the records logged in ``[since, until)`` to ``out_dir``; the
     lines written per file. Refuses to replace a file that is already there and not empty."""
+    bound(since, store.dialect), bound(until, store.dialect)  # a malformed time: before any file
     os.makedirs(out_dir, exist_ok=True)
     taken = [
         name
@@ -46,10 +47,14 @@ def export_ledgers(
     for table, kind, name in EXPORTS:
         path = os.path.join(out_dir, name)
         count = 0
-        with open(f"{path}.tmp", "w", encoding="utf-8") as fh:
-            for line in store.lines(table, since, until, kind=kind):
-                fh.write(line + "\n")
-                count += 1
+        try:
+            with open(f"{path}.tmp", "w", encoding="utf-8") as fh:
+                for line in store.lines(table, since, until, kind=kind):
+                    fh.write(line + "\n")
+                    count += 1
+        except BaseException:
+            os.remove(f"{path}.tmp")  # no half-written file
+            raise
         if count:
             os.replace(f"{path}.tmp", path)
         else:

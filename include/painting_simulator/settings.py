@@ -85,6 +85,8 @@ REPLAY_SUMMARY_FILE = "painting_replay_summary.jsonl"
 RESULTS_TABLE = "painting_results"
 RUN_FAILURES_TABLE = "painting_run_failures"
 REPLAY_REPORTS_TABLE = "painting_replay_reports"
+# A replay shard's progress (what its retry resumes after), as the store keeps it.
+REPLAY_PROGRESS_TABLE = "painting_replay_progress"
 SCHEMA_VERSION_TABLE = "painting_schema_version"
 # The Asset the anomaly ledger is declared as (the simulator's log_anomalies task updates it).
 ANOMALY_LEDGER_ASSET_NAME = "painting_issue_logs"

@@ -122,6 +122,23 @@ def test_every_write_is_exactly_once_by_its_key(results_db):
 
 
 @ENGINES
+def test_a_replay_shards_progress_is_kept_in_the_database_and_replaced_at_each_save(results_db):
+    from include.painting_simulator.replay.figures import Tally
+
+    store = results_db.store()
+    progress = store.progress(RUN, 1)
+    assert progress.load() is None
+    progress.save(Tally(rows=20))
+    progress.save(Tally(rows=40, seconds=1.5))
+
+    assert (progress.load().rows, progress.load().seconds) == (40, 1.5)
+    assert results_db.store().progress(RUN, 1).load().rows == 40  # another worker sees it
+    assert store.progress(RUN, 0).load() is None
+    assert store.progress("other-run", 1).load() is None
+    assert results_db.scalar("SELECT count(*) FROM painting_replay_progress") == 1
+
+
+@ENGINES
 def test_two_writer_processes_at_once_write_each_row_once(results_db):
     results_db.store().write_rows("warm-up", [])  # nothing: the schema is made on first write
     context = multiprocessing.get_context("spawn")
@@ -244,6 +261,12 @@ def test_the_export_command_takes_a_time_range(results_db, tmp_path, monkeypatch
     printed = capsys.readouterr().out
     assert "1 line(s)  painting_normal_logs.jsonl" in printed
     assert (results_db.connection.get("password") or "\0") not in printed
+    # A malformed time is named before anything is written.
+    bad = tmp_path / "bad"
+    assert export_results.main(["--url", results_db.url(), "--out", str(bad),
+                                "--since", "yesterday"]) == 1  # fmt: skip
+    assert "'yesterday' is not an ISO-8601 time" in capsys.readouterr().err
+    assert not bad.exists()
     # An export never mixes with files already there.
     assert export_results.main(["--url", results_db.url(), "--out", str(out)]) == 1
     assert "already holds painting_normal_logs.jsonl" in capsys.readouterr().err

@@ -112,6 +112,9 @@ def test_the_replay_writes_rows_and_its_report_to_the_database(
     assert report["rows"] == 8
     assert results_db.scalar("SELECT passed FROM painting_replay_reports") in (True, 1)
     assert not (simulator.output_dir / settings.REPLAY_SUMMARY_FILE).exists()
+    # The shards' progress lives in the database too (workers need no shared directory).
+    assert results_db.scalar("SELECT count(*) FROM painting_replay_progress") == 2
+    assert not simulator.output_dir.exists() or not any(simulator.output_dir.iterdir())
     # Two shards and summarize: each opens with where its results go.
     line = expected_line(results_db)
     assert_results_line_opens_each_write(task_messages(caplog), line, 3)
