@@ -69,13 +69,19 @@ class SchemaError(ResultsDatabaseError):
 
 
 def engine_kwargs(dialect: str) -> dict[str, Any]:
-    """The ``create_engine`` arguments the store needs: JSON written as the ledgers write it;
-    for SQLite, a writer waits for another's lock."""
-    kwargs: dict[str, Any] = {"json_serializer": json_line, "json_deserializer": json.loads}
+    """The ``create_engine`` arguments the store needs: JSON written as the ledgers write it; no
+    pool (a task writes a few batches and ends: a long-lived process such as the dag-processor,
+    which runs the failure callbacks, must not keep a connection per callback); for SQLite, a
+    writer waits for another's lock."""
+    from sqlalchemy.pool import NullPool
+
+    kwargs: dict[str, Any] = {
+        "json_serializer": json_line,
+        "json_deserializer": json.loads,
+        "poolclass": NullPool,
+    }
     if dialect == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_SECONDS}
-    else:
-        kwargs["pool_pre_ping"] = True
     return kwargs
 
 
