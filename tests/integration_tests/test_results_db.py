@@ -298,3 +298,21 @@ def documented_queries(kind: str) -> dict[str, str]:
     text = DOCS.read_text(encoding="utf-8")
     pattern = r"<!-- query: (.+?) \((\w+)\) -->\s*```sql\n(.*?)```"
     return {name: sql for name, which, sql in re.findall(pattern, text, re.S) if which == engine}
+
+
+def test_a_connection_of_another_type_is_refused_by_name(monkeypatch):
+    from include.painting_simulator.airflow_runtime import results_database
+
+    monkeypatch.setenv("AIRFLOW_CONN_PAINTING_RESULTS_DB", "http://example.invalid:80")
+    with pytest.raises(ResultsDatabaseError, match="connection 'painting_results_db' is of type "
+                       "'http': the results database is one of postgres, sqlite"):  # fmt: skip
+        results_database()
+
+
+def test_without_the_connection_the_json_lines_files_are_the_store(tmp_path):
+    from include.painting_simulator.airflow_runtime import results_store
+
+    writer = results_store(str(tmp_path))
+    assert isinstance(writer, JsonLinesResults)
+    assert writer.write_rows(RUN, mixed_results()).new == 4
+    assert (tmp_path / "painting_issue_logs.jsonl").exists()
