@@ -23,7 +23,9 @@ plan_shards ► replay_shard × shards (mapped) ► summarize
   service; its verdict is the record's `candidate`, never the row's outcome.
 * **summarize** merges the shards' figures — rows, outcomes by kind, throughput, latency
   p50/p95/p99/max, errors by cause — logs them as a table and appends them to
-  `painting_replay_summary.jsonl` in `painting_output_dir` (see `docs/replay.md`). With
+  `painting_replay_summary.jsonl` in `painting_output_dir`, or to the table
+  `painting_replay_reports` of the results database `painting_results_db` when that connection
+  exists (see `docs/replay.md`, `docs/results-database.md`). With
   thresholds it judges each (✓ / ✗ in the report, `thresholds` and `passed` in the summary)
   and, once the summary is written, **fails the run** when any failed: a release gate (first
   mailing the failed thresholds through the Variable `painting_alert_rules`' connection and
@@ -170,6 +172,7 @@ def painting_replay() -> None:
         from include.painting_simulator.replay import sender, shard, summary
 
         config, params = airflow_runtime.run_config(), context["params"]
+        writer = airflow_runtime.results(config)  # first: the log says where results go
         hook = HttpHook(method="POST", http_conn_id=settings.MODEL_CONN_ID)
         endpoint = sender.endpoint_from_hook(hook, config.request_timeout, config.request_attempts)
         candidate = None
@@ -188,7 +191,7 @@ def painting_replay() -> None:
             rate=params["rate"] / spec["shards"],
             output_dir=config.output_dir,
             run_id=context["run_id"],
-            results=airflow_runtime.results(config),
+            results=writer,
             candidate=candidate,
         )
         log.info("%s\n%s", endpoint.url, summary.format_summary(shard_summary))
@@ -205,6 +208,7 @@ def painting_replay() -> None:
         from include.painting_simulator.replay import summary, thresholds
 
         config, ti = airflow_runtime.run_config(), context["ti"]
+        writer = airflow_runtime.results(config)  # first: the log says where results go
         url = HttpHook(http_conn_id=settings.MODEL_CONN_ID).url_from_endpoint(
             settings.PREDICT_ENDPOINT
         )
@@ -218,7 +222,6 @@ def painting_replay() -> None:
             limits or {},
             params.get(settings.PARAM_CANDIDATE_CONN_ID) or None,
         )
-        writer = airflow_runtime.results(config)
         writer.write_summary(merged)
         log.info(
             "\n%s\nwritten to %s",

@@ -21,7 +21,9 @@ pull_window ► call_model_service ► route_results ┬ anomalies ► log_anoma
   model service (one attempt); its verdict is the record's `candidate`, never the row's outcome,
   and a candidate that is down never fails the run (`docs/shadow-mode.md`).
 * **route_results** branches to the log tasks that have something to write; each appends to its
-  JSON-lines ledger in `painting_output_dir` exactly once per row, even across task retries.
+  JSON-lines ledger in `painting_output_dir` exactly once per row, even across task retries (or
+  to the table `painting_results` when the connection `painting_results_db` exists; its first
+  log line says which: `docs/results-database.md`).
 * **advance_position** (the join) moves the position past this window: only a run that recorded
   its whole window moves it, so a failed run's window is sent again by the next run.
 
@@ -59,17 +61,17 @@ LOG_TASK_BY_KIND = {
 def _record_task_failure(context: Any) -> None:
     """Tasks' on_failure_callback: a failure record (run, task, cause) in the failure ledger."""
     from include.painting_simulator import failures
-    from include.painting_simulator.airflow_runtime import variable
+    from include.painting_simulator.airflow_runtime import results_store, variable
 
-    failures.record_task_failure(context, variable)
+    failures.record_task_failure(context, variable, results_store)
 
 
 def _record_run_failure(context: Any) -> None:
     """The DAG's on_failure_callback: a failure record if the failed task could not write one."""
     from include.painting_simulator import failures
-    from include.painting_simulator.airflow_runtime import variable
+    from include.painting_simulator.airflow_runtime import results_store, variable
 
-    failures.record_run_failure(context, variable)
+    failures.record_run_failure(context, variable, results_store)
 
 
 @dag(

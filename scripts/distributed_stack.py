@@ -60,14 +60,16 @@ def postgres_bin_dir() -> Path:
 
 
 class Postgres(ServiceProcess):
-    """A throw-away PostgreSQL cluster on ``HOST:port`` with a trusted user ``airflow``.
+    """A throw-away PostgreSQL cluster on ``HOST:port`` with a user ``airflow``: trusted, or
+    with ``password`` (then TCP clients must give it: scram-sha-256).
 
     PostgreSQL refuses to run as root; as root, the cluster belongs to the ``postgres`` system
     user (created by Debian's package) and lives in its own directory under the system temp dir
     (a pytest ``tmp_path`` is not readable by other users). The directory is removed on stop.
     """
 
-    def __init__(self, port: int, log_path: Path) -> None:
+    def __init__(self, port: int, log_path: Path, password: str | None = None) -> None:
+        self.password = password
         self.bin = postgres_bin_dir()
         self.run_as = _unprivileged_user() if os.geteuid() == 0 else None
         self.base = Path(tempfile.mkdtemp(prefix="painting-postgres-"))
@@ -84,7 +86,13 @@ class Postgres(ServiceProcess):
     @property
     def url(self) -> str:
         """SQLAlchemy URL of the ``airflow`` database (psycopg2 driver)."""
-        return f"postgresql+psycopg2://{DB_USER}@{HOST}:{self.port}/{DB_NAME}"
+        secret = f":{self.password}" if self.password else ""
+        return f"postgresql+psycopg2://{DB_USER}{secret}@{HOST}:{self.port}/{DB_NAME}"
+
+    def create_database(self, name: str) -> None:
+        """A new, empty database ``name`` owned by the ``airflow`` user."""
+        if self._run_quiet(self.bin / "createdb", name):
+            raise ServiceStartError(f"createdb {name} failed on {HOST}:{self.port}")
 
     def _as_user(self) -> list[str]:
         if self.run_as is None:
@@ -96,7 +104,8 @@ class Postgres(ServiceProcess):
 
     def _run_quiet(self, program: Path, *args: str) -> int:
         command = [str(program), "-h", HOST, "-p", str(self.port), "-U", DB_USER, *args]
-        return subprocess.run(command, capture_output=True, check=False).returncode
+        env = {**os.environ, "PGPASSWORD": self.password} if self.password else None
+        return subprocess.run(command, capture_output=True, check=False, env=env).returncode
 
     def start(self, timeout: float = 60.0) -> Postgres:
         if self.run_as is not None:
@@ -105,13 +114,21 @@ class Postgres(ServiceProcess):
             *self._as_user(), str(self.bin / "initdb"), "-D", str(self.data),
             "-U", DB_USER, "--auth=trust", "-E", "UTF8", "--no-sync",
         ]  # fmt: skip
+        if self.password:
+            password_file = self.base / "password"
+            password_file.write_text(self.password)
+            if self.run_as is not None:
+                shutil.chown(password_file, user=self.run_as)
+            initdb += ["--auth-host=scram-sha-256", f"--pwfile={password_file}"]
         result = subprocess.run(initdb, capture_output=True, text=True, check=False)
         if result.returncode:
             raise ServiceStartError(f"initdb failed ({result.returncode}):\n{result.stderr}")
         super().start(timeout)
-        if self._run_quiet(self.bin / "createdb", DB_NAME):
+        try:
+            self.create_database(DB_NAME)
+        except ServiceStartError:
             self.stop()
-            raise ServiceStartError(f"createdb {DB_NAME} failed on {HOST}:{self.port}")
+            raise
         return self
 
     def stop(self, grace: float = 15.0, sig: int = signal.SIGINT) -> None:

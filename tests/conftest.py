@@ -1,4 +1,5 @@
-"""Shared fixtures: a throw-away Airflow home, real Azurite, the real reference model service.
+"""Shared fixtures: a throw-away Airflow home, real Azurite, the real reference model service,
+the results database (a SQLite file or a database on a real PostgreSQL server).
 
 Airflow reads its configuration when first imported, so the environment is set first, at
 import time of the root conftest (by ``tests.support.airflow_home``), before any test module
@@ -27,6 +28,8 @@ from tests.support.azurite import AzuriteHandle, run_azurite
 from tests.support.connections import http_connection, wasb_connection
 from tests.support.dag_runs import Simulator, delete_position
 from tests.support.http_servers import Answer, AnsweringServer
+from tests.support.results_db import ENV as RESULTS_DB_ENV
+from tests.support.results_db import ResultsDb, start_postgres
 from tests.support.smtp_server import SmtpServer, run_smtp_server
 
 
@@ -92,11 +95,33 @@ def start_model_service(logs_dir: Path) -> Iterator[Any]:
         service.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server(logs_dir: Path) -> Iterator[Any]:
+    """A real PostgreSQL server (Debian's packages) for the session; its user needs a password."""
+    server = start_postgres(local_services.free_port(), logs_dir / "postgres-results.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def results_db(request: pytest.FixtureRequest, tmp_path: Path) -> ResultsDb | None:
+    """The results database of a test: None (JSON lines, the default), or with
+    ``@pytest.mark.parametrize("results_db", STORES, indirect=True)`` a SQLite file or a fresh
+    database on the session's PostgreSQL server."""
+    kind = getattr(request, "param", "json-lines")
+    if kind == "json-lines":
+        return None
+    if kind == "sqlite":
+        return ResultsDb.sqlite(tmp_path / "painting_results.db")
+    return ResultsDb.postgresql(request.getfixturevalue("postgres_server"))
+
+
 @pytest.fixture
 def simulator(
     airflow_db: Path,
     azurite: AzuriteHandle,
     model_service: local_services.ServiceProcess,
+    results_db: ResultsDb | None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Simulator:
@@ -111,9 +136,11 @@ def simulator(
     monkeypatch.setenv("AIRFLOW_VAR_PAINTING_OUTPUT_DIR", str(output_dir))
     # Keep failing calls quick: the retry policy itself is unit-tested.
     monkeypatch.setenv("AIRFLOW_VAR_PAINTING_REQUEST_TIMEOUT_SECONDS", "5")
+    if results_db is not None:
+        monkeypatch.setenv(RESULTS_DB_ENV, results_db.env_value)
     delete_position()
     azurite.upload(container, {})
-    return Simulator(azurite, container, output_dir, monkeypatch)
+    return Simulator(azurite, container, output_dir, monkeypatch, results_db=results_db)
 
 
 @pytest.fixture

@@ -3,10 +3,11 @@
 The one DAG-side helper, so that no DAG file repeats it: :func:`run_config` reads the run's
 settings from Airflow Variables (``AIRFLOW_VAR_<NAME>`` environment variables work),
 :func:`blob_rows` gives the CSV rows through ``WasbHook`` and the worker's row cache,
-:func:`results` the results writer, and :func:`shadow_candidate` /
-:func:`call_with_candidate` the shadow mode's candidate through ``HttpHook``. Airflow is
-imported inside the functions: they are called from tasks and callbacks, never while a DAG file
-is parsed.
+:func:`results` the results writer (the results database when the connection
+``painting_results_db`` exists, its engine from the connection type's provider hook, else the
+JSON-lines files), and :func:`shadow_candidate` / :func:`call_with_candidate` the shadow mode's
+candidate through ``HttpHook``. Airflow is imported inside the functions: they are called from
+tasks and callbacks, never while a DAG file is parsed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from include.painting_simulator import settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from include.painting_simulator.blob_rows import BlobRows
     from include.painting_simulator.results import ResultsWriter
 
@@ -106,8 +109,60 @@ def blob_rows(config: settings.RunConfig) -> BlobRows:
     return BlobRows(hook, config.container, settings.BLOB_CONN_ID, RowCache(default_cache_dir()))
 
 
-def results(config: settings.RunConfig) -> ResultsWriter:
-    """The results writer of this run (see :mod:`results`)."""
+log = logging.getLogger("painting_simulator")
+
+# The provider hook of each connection type the results database can have.
+RESULTS_DB_HOOKS = {
+    "postgres": ("airflow.providers.postgres.hooks.postgres", "PostgresHook", "postgres_conn_id"),
+    "sqlite": ("airflow.providers.sqlite.hooks.sqlite", "SqliteHook", "sqlite_conn_id"),
+}
+
+
+def results_database(conn_id: str = settings.RESULTS_DB_CONN_ID) -> Engine | None:
+    """The SQLAlchemy engine of the results database, or None when Airflow has no connection
+    ``conn_id`` (one lookup; the engine comes from the provider hook of the connection's type)."""
+    import importlib
+
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from include.painting_simulator.results_db import ResultsDatabaseError, engine_kwargs
+
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+    if connection.conn_type not in RESULTS_DB_HOOKS:
+        raise ResultsDatabaseError(
+            f"connection {conn_id!r} is of type {connection.conn_type!r}: the results database "
+            f"is one of {', '.join(sorted(RESULTS_DB_HOOKS))}"
+        )
+    module, name, conn_arg = RESULTS_DB_HOOKS[connection.conn_type]
+    hook = getattr(importlib.import_module(module), name)(
+        **{conn_arg: conn_id}, connection=connection
+    )
+    dialect = "sqlite" if connection.conn_type == "sqlite" else "postgresql"
+    try:
+        return hook.get_sqlalchemy_engine(engine_kwargs=engine_kwargs(dialect))
+    except Exception as exc:  # e.g. a malformed URL: name the connection, never its password
+        message = str(exc).replace(connection.password, "***") if connection.password else exc
+        raise ResultsDatabaseError(
+            f"connection {conn_id!r}: cannot make the results database's engine: "
+            f"{type(exc).__name__}: {message}"
+        ) from None
+
+
+def results_store(output_dir: str) -> ResultsWriter:
+    """The results writer for ``output_dir`` (see :func:`results`); logs which store it is."""
     from include.painting_simulator.results import open_results
 
-    return open_results(config.output_dir)
+    writer = open_results(output_dir, results_database())
+    log.info("results → %s", writer.describe())
+    return writer
+
+
+def results(config: settings.RunConfig) -> ResultsWriter:
+    """The results writer of this run (see :mod:`results`): the database of the connection
+    ``painting_results_db`` if Airflow has it, else the JSON-lines files in the output
+    directory. Logs ``results → <where>`` (call it first thing in a writing task)."""
+    return results_store(config.output_dir)

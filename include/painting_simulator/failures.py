@@ -21,7 +21,10 @@ The record (:class:`records.FailureRecord`) keeps ``"record_type": "run_failure"
      "run_id": ..., "task_id": "call_model_service", "try_number": 4,
      "error": "ModelServiceUnreachable: model service unreachable: ..."}
 
-Writes are exactly-once per (run, task, try): :meth:`results.ResultsWriter.write_failure`.
+Writes are exactly-once per (run, task, try): :meth:`results.ResultsWriter.write_failure`. The
+DAG passes the store to write to (the results database when ``painting_results_db`` exists); when
+that database cannot be reached, the record goes to the JSON-lines file instead, so that it is
+not lost with the failure it explains.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from typing import Any
 
 from include.painting_simulator import settings
 from include.painting_simulator.records import FailureRecord, describe_failure, failure_record
-from include.painting_simulator.results import open_results
+from include.painting_simulator.results import JsonLinesResults, ResultsWriter, open_results
+from include.painting_simulator.results_db import ResultsDatabaseError
 
 log = logging.getLogger("painting_simulator")
 
@@ -43,6 +47,8 @@ KILLED_CAUSE = (
 )
 
 GetVariable = Callable[[str], Any]
+# The results store of an output directory (``airflow_runtime.results_store`` in the DAG).
+OpenStore = Callable[[str], ResultsWriter]
 
 
 def describe_exception(exc: BaseException | None) -> str:
@@ -69,7 +75,7 @@ def _dag_id(context: Mapping[str, Any]) -> str | None:
 
 
 def record_task_failure(
-    context: Mapping[str, Any], get_variable: GetVariable
+    context: Mapping[str, Any], get_variable: GetVariable, store: OpenStore = open_results
 ) -> FailureRecord | None:
     """``on_failure_callback`` of a task: record and log why it failed; the record or None."""
     ti = context["ti"]
@@ -80,11 +86,11 @@ def record_task_failure(
         try_number=ti.try_number,
         cause=describe_exception(context.get("exception")),
     )
-    return _write(record, get_variable)
+    return _write(record, get_variable, store)
 
 
 def record_run_failure(
-    context: Mapping[str, Any], get_variable: GetVariable
+    context: Mapping[str, Any], get_variable: GetVariable, store: OpenStore = open_results
 ) -> FailureRecord | None:
     """``on_failure_callback`` of the DAG: a record only if the failed task wrote none."""
     ti = context.get("ti")
@@ -102,12 +108,21 @@ def record_run_failure(
         try_number=getattr(ti, "try_number", None),
         cause=cause,
     )
-    return _write(record, get_variable)
+    return _write(record, get_variable, store)
 
 
-def _write(record: FailureRecord, get_variable: GetVariable) -> FailureRecord | None:
-    results = open_results(settings.output_dir(get_variable))
-    if not results.write_failure(record):
+def _write(
+    record: FailureRecord, get_variable: GetVariable, store: OpenStore
+) -> FailureRecord | None:
+    output_dir = settings.output_dir(get_variable)
+    try:
+        results = store(output_dir)
+        written = results.write_failure(record)
+    except ResultsDatabaseError as exc:
+        log.error("%s; the failure record goes to the JSON-lines file instead", exc)
+        results = JsonLinesResults(output_dir)
+        written = results.write_failure(record)
+    if not written:
         log.info(
             "run %s: failure of %s (try %s) already recorded",
             record["run_id"],

@@ -43,6 +43,12 @@ LOCK_FILE = ".painting_ledger.lock"
 MAX_RECEIPTS = 2000
 
 
+def json_line(record: dict[str, Any]) -> str:
+    """A record as one ledger line, without its newline (the results database stores the same
+    text, so that its export is byte for byte what this module writes)."""
+    return json.dumps(record, ensure_ascii=False)
+
+
 def _key(record: dict[str, Any]) -> tuple[str, int]:
     return record["source"]["blob"], record["source"]["row"]
 
@@ -178,7 +184,7 @@ class Ledgers:
                 receipts.pop(receipt, None)
                 receipts[receipt] = offsets  # most recent last, for trimming
                 self._save_receipts(receipts)
-            payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in fresh)
+            payload = "".join(json_line(r) + "\n" for r in fresh)
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(payload)
                 fh.flush()
@@ -224,7 +230,7 @@ class Ledgers:
             except FileNotFoundError:
                 pass
             with open(path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                fh.write(json_line(record) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
             return True

@@ -3,7 +3,9 @@
 The simulator's log tasks, the replay's shards, the failure callbacks and the replay's final
 summary all write through :class:`ResultsWriter`, so a results store is one class: today the
 JSON-lines ledgers in ``painting_output_dir`` (:class:`JsonLinesResults`, built on
-:mod:`ledger`), tomorrow a database behind the same methods. :func:`open_results` picks the store.
+:mod:`ledger`), or the results database of the connection ``painting_results_db``
+(:class:`results_db.DatabaseResults`, ``docs/results-database.md``) behind the same methods.
+:func:`open_results` picks the store.
 
 Every write is exactly once by its key, so a retried task, a cleared run or a killed worker
 never duplicates a record: rows by ``(run_id, blob, row)``, failure records by
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from include.painting_simulator import settings
 from include.painting_simulator.ledger import Ledgers
@@ -28,6 +30,11 @@ from include.painting_simulator.records import (
     row_record,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from include.painting_simulator.replay.figures import Tally
 
 # Errors and anomalies are few: writing them first keeps a batch's later appends from
 # rescanning much (see ledger.Ledgers.append_once).
@@ -69,6 +76,18 @@ class ResultsWriter(Protocol):
         first) and at most ``until`` (both spelled as records spell them, see
         :func:`records.utc_now`), oldest first; ties in the order they were written."""
         ...
+
+    def progress(self, run_id: str, shard: int) -> ShardProgress:
+        """Where one replay shard keeps its progress (what a retry resumes after)."""
+        ...
+
+
+class ShardProgress(Protocol):
+    """A replay shard's progress: the rows recorded so far and their tally."""
+
+    def load(self) -> Tally | None: ...
+
+    def save(self, tally: Tally) -> None: ...
 
 
 class JsonLinesResults:
@@ -114,7 +133,18 @@ class JsonLinesResults:
             if (since is None or record["timestamp"] > since) and record["timestamp"] <= until
         ]
 
+    def progress(self, run_id: str, shard: int) -> ShardProgress:
+        from include.painting_simulator.replay.shard import Progress
 
-def open_results(output_dir: str) -> ResultsWriter:
-    """The results store of a run: the JSON-lines ledgers in ``output_dir``."""
-    return JsonLinesResults(output_dir)
+        return Progress(self.ledgers.output_dir, run_id, shard)  # a file in the output dir
+
+
+def open_results(output_dir: str, database: Engine | None = None) -> ResultsWriter:
+    """The results store of a run: the results database behind ``database`` (an engine made
+    with :func:`results_db.engine_kwargs`) when there is one, else the JSON-lines ledgers in
+    ``output_dir``."""
+    if database is None:
+        return JsonLinesResults(output_dir)
+    from include.painting_simulator.results_db import DatabaseResults
+
+    return DatabaseResults(database)

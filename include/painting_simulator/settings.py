@@ -39,6 +39,9 @@ MODEL_CONN_ID = "painting_model_service"
 # The usual id of a candidate model service's connection (painting_replay's candidate_conn_id,
 # the Variable painting_candidate_conn_id of the simulator's shadow mode).
 CANDIDATE_CONN_ID = "painting_model_service_candidate"
+# The results database (docs/results-database.md): when this connection exists, every result goes
+# to its tables instead of the JSON-lines files; its type picks the engine (postgres or sqlite).
+RESULTS_DB_CONN_ID = "painting_results_db"
 
 # Airflow Variables read at run time (so ``AIRFLOW_VAR_<NAME>`` environment variables work).
 VAR_CONTAINER = "painting_container"
@@ -91,6 +94,14 @@ ERROR_LEDGER = "painting_errors.jsonl"
 LEDGER_FILES = {ANOMALY: ANOMALY_LEDGER, NORMAL: NORMAL_LEDGER, ERROR: ERROR_LEDGER}
 RUN_FAILURES_LEDGER = "painting_run_failures.jsonl"
 REPLAY_SUMMARY_FILE = "painting_replay_summary.jsonl"
+# The results database's tables (docs/results-database.md): row records, failure records, replay
+# reports, and the schema's version.
+RESULTS_TABLE = "painting_results"
+RUN_FAILURES_TABLE = "painting_run_failures"
+REPLAY_REPORTS_TABLE = "painting_replay_reports"
+# A replay shard's progress (what its retry resumes after), as the store keeps it.
+REPLAY_PROGRESS_TABLE = "painting_replay_progress"
+SCHEMA_VERSION_TABLE = "painting_schema_version"
 # The Asset the anomaly ledger is declared as (the simulator's log_anomalies task updates it).
 ANOMALY_LEDGER_ASSET_NAME = "painting_issue_logs"
 

@@ -12,6 +12,7 @@ import pytest
 
 from scripts.local_services import AZURITE_KEY
 from tests.support.dag_runs import PREFIX, all_keys, fast_retries, task_output
+from tests.support.results_db import STORES
 from tests.support.rows import (
     BAD_NUMBER,
     BAD_TIMESTAMP,
@@ -207,9 +208,10 @@ def test_with_the_service_down_the_run_fails_and_the_next_run_resends_the_window
     assert all_keys(simulator, recovered.run_id) == [(blob, 0), (blob, 1)]
 
 
-def test_re_running_a_finished_run_resends_its_window_without_duplicates(simulator):
+@pytest.mark.parametrize("results_db", STORES, indirect=True)
+def test_re_running_a_finished_run_resends_its_window_without_duplicates(simulator, results_db):
     """Clearing a run (what a user does from the UI) re-sends the same window, not the next one,
-    and the ledgers do not get a second copy of any record."""
+    and the ledgers (every store) do not get a second copy of any record."""
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import clear_task_instances
     from airflow.sdk import DagRunState

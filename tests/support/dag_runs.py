@@ -1,8 +1,9 @@
 """Running the painting_simulator DAG with dag.test() and reading back what its runs did.
 
 :class:`Simulator` is one isolated setup (its own container, output dir and position) that the
-``simulator`` fixture wires to real Azurite and the real model service; the functions read the
-ledgers, the task output and the position, or make Airflow's retries quick.
+``simulator`` fixture wires to real Azurite and the real model service (and the results database
+when the test has one); the functions read the ledgers (the files, or the database's records as
+the files would hold them), the task output and the position, or make Airflow's retries quick.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from include.painting_simulator.settings import ANOMALY, ERROR, NORMAL
 from scripts import local_services
 from tests.support.azurite import AzuriteHandle
 from tests.support.connections import http_connection
+from tests.support.results_db import ResultsDb
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "painting-process-equipment/"
@@ -39,6 +41,7 @@ class Simulator:
     output_dir: Path
     monkeypatch: pytest.MonkeyPatch
     runs: list[Any] = field(default_factory=list)
+    results_db: ResultsDb | None = None  # None: the JSON-lines files in output_dir
 
     def upload(self, blobs: dict[str, bytes], prefix: str = "painting-process-equipment/") -> None:
         self.azurite.upload(self.container, {prefix + name: data for name, data in blobs.items()})
@@ -66,14 +69,18 @@ class Simulator:
 
     def ledger(self, kind: str) -> list[dict[str, Any]]:
         """Every line of one row ledger (row records only: failure records have their own)."""
-        from include.painting_simulator.settings import LEDGER_FILES
+        from include.painting_simulator.settings import LEDGER_FILES, RESULTS_TABLE
 
+        if self.results_db is not None:
+            return self.results_db.records(RESULTS_TABLE, kind)
         return read_jsonl(self.output_dir / LEDGER_FILES[kind])
 
     def failures(self) -> list[dict[str, Any]]:
         """The failure records (a failed run: run, task, cause) in their own ledger."""
-        from include.painting_simulator.settings import RUN_FAILURES_LEDGER
+        from include.painting_simulator.settings import RUN_FAILURES_LEDGER, RUN_FAILURES_TABLE
 
+        if self.results_db is not None:
+            return self.results_db.records(RUN_FAILURES_TABLE)
         return read_jsonl(self.output_dir / RUN_FAILURES_LEDGER)
 
     def ledgers(self) -> dict[str, list[dict[str, Any]]]:

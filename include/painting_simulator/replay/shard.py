@@ -1,8 +1,9 @@
 """One replay shard: send its range chunk by chunk, record every outcome, remember progress.
 
 The body of the ``replay_shard`` mapped task. A retried shard task resumes after the last chunk
-it recorded (a small progress file in the output directory); the chunk that was in flight is
-sent again and recorded once (each chunk is its own batch of the results writer).
+it recorded (its progress, kept by the results store: a small progress file in the output
+directory, or a row of the results database); the chunk that was in flight is sent again and
+recorded once (each chunk is its own batch of the results writer).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ PROGRESS_DIR = ".painting_replay_progress"
 
 
 class Progress:
-    """A shard's progress file: the rows recorded so far and their tally (for retries)."""
+    """A shard's progress file: the rows recorded so far and their tally (for retries); the
+    JSON-lines store's :meth:`results.ResultsWriter.progress`."""
 
     def __init__(self, output_dir: str, run_id: str, shard: int) -> None:
         key = hashlib.sha256(run_id.encode()).hexdigest()[:24]
@@ -71,18 +73,18 @@ def run_shard(
     """Replay one shard (``{"shard", "start_row", "rows"}``) and return its summary; with a
     ``candidate`` endpoint every sent row also goes to the candidate model service.
 
-    Every outcome goes to ``results`` (default: the JSON-lines ledgers in ``output_dir``); the
-    shard's progress file lives in ``output_dir``.
+    Every outcome goes to ``results`` (default: the JSON-lines ledgers in ``output_dir``), and
+    so does the shard's progress.
     """
     if concurrency < 1 or rate < 0:
         raise ValueError(f"concurrency={concurrency} must be >= 1 and rate={rate} >= 0")
-    progress = Progress(output_dir, run_id, spec["shard"])
+    writer = results or open_results(output_dir)
+    progress = writer.progress(run_id, spec["shard"])
     tally = progress.load() or Tally()
     if tally.rows:
         log.info("shard %d resumes after %d recorded row(s)", spec["shard"], tally.rows)
     left = spec["rows"] - tally.rows
     if left > 0:
-        writer = results or open_results(output_dir)
         began = time.monotonic()
         seconds_before = tally.seconds
 

@@ -1,21 +1,26 @@
 """A failed run leaves one failure record (run, task, cause); a timeout becomes an error record.
 
-dag.test() against real Azurite and the reference model service (down, or slow on purpose).
+dag.test() against real Azurite and the reference model service (down, or slow on purpose); the
+failure record's test runs once per results store (JSON-lines files, SQLite, PostgreSQL).
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support.dag_runs import PREFIX, all_keys, fast_retries, task_output
+from tests.support.results_db import STORES
 from tests.support.rows import NORMAL_1, NORMAL_2, csv_bytes, numbered_rows
 from tests.support.secret_leaks import secret_hits
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("results_db", STORES, indirect=True)
 def test_a_failed_run_leaves_exactly_one_failure_record_naming_run_task_and_cause(
-    simulator, start_model_service, model_service, account_key, caplog, capfd
+    simulator, results_db, start_model_service, model_service, account_key, caplog, capfd
 ):
     stopped = start_model_service()
     stopped.stop()  # connections refused: the service is down
@@ -40,7 +45,7 @@ def test_a_failed_run_leaves_exactly_one_failure_record_naming_run_task_and_caus
     out = task_output(caplog, capfd)
     assert f"RUN FAILED {failed.run_id} task call_model_service (try 4): " in out
     # Nothing of the storage secret in the output of the failed run nor in the failure ledger.
-    errors_text = (simulator.output_dir / "painting_run_failures.jsonl").read_text()
+    errors_text = json.dumps(simulator.failures())
     conn = simulator.azurite.connection_string
     assert secret_hits(out + errors_text, account_key, conn) == {}
     assert account_key in conn

@@ -10,6 +10,10 @@ fault-free service answers it. A second, manual run follows. Then every file und
 home's ``logs/`` (the task log of every try, the killed one included) and the standalone's own
 output (scheduler, dag-processor, api-server, triggerer) are searched for the account key (also
 URL-quoted) and the connection string: zero hits.
+
+It runs once with the JSON-lines files and once with a SQLite results database (the connection
+``painting_results_db`` given to the standalone's real task processes; the log task's own log
+must open with its ``results →`` line).
 """
 
 from __future__ import annotations
@@ -25,9 +29,15 @@ import pytest
 import requests
 
 from include.painting_simulator.records import is_row_record
-from include.painting_simulator.settings import LEDGER_FILES, RUN_FAILURES_LEDGER
+from include.painting_simulator.settings import (
+    LEDGER_FILES,
+    RESULTS_TABLE,
+    RUN_FAILURES_LEDGER,
+    RUN_FAILURES_TABLE,
+)
 from scripts import local_services
 from tests.support.airflow_api import DAG_ID
+from tests.support.results_db import ENV as RESULTS_DB_ENV
 from tests.support.secret_leaks import secret_hits
 from tests.support.standalone import HOST, Standalone
 
@@ -65,7 +75,9 @@ def finished(server: Standalone, run_id: str):
     return lambda: run_state(server, run_id) in ("success", "failed")
 
 
-def row_records(output_dir: Path, run_id: str) -> list[dict]:
+def row_records(output_dir: Path, run_id: str, results_db=None) -> list[dict]:
+    if results_db is not None:
+        return [r for r in results_db.records(RESULTS_TABLE) if r["run_id"] == run_id]
     records = []
     for name in LEDGER_FILES.values():
         path = output_dir / name
@@ -77,8 +89,9 @@ def row_records(output_dir: Path, run_id: str) -> list[dict]:
     return records
 
 
+@pytest.mark.parametrize("results_db", ["json-lines", "sqlite"], indirect=True)
 def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_log_has_the_key(
-    tmp_path, azurite, account_key, model_service, start_model_service
+    tmp_path, azurite, account_key, model_service, start_model_service, results_db
 ):
     slow = start_model_service(
         "--fault-rate", "1", "--fault-mix", "slow", "--fault-machine", SLOW_MACHINE,
@@ -94,6 +107,8 @@ def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_l
     )
     # One scheduled run when unpaused (catchup is off), the next one only tomorrow.
     env["PAINTING_INTERVAL_MINUTES"] = "1440"
+    if results_db is not None:
+        env[RESULTS_DB_ENV] = results_db.env_value
     server = Standalone(env, port, home, tmp_path / "standalone.log")
     server.start()
     try:
@@ -137,6 +152,11 @@ def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_l
         )
         server.wait_for("the manual run to finish", finished(server, manual["dag_run_id"]), 180)
         assert run_state(server, manual["dag_run_id"]) == "success"
+        # The log task's own first line says where its results go.
+        lines = server.task_log(run_id, "log_normals", 1).splitlines()
+        first = next(i for i, line in enumerate(lines) if "record(s)" in line or "→" in line)
+        where = "sqlite:///" if results_db is not None else str(output_dir)
+        assert lines[first].startswith(f"results → {where}"), lines
         log_files = sorted(p for p in (home / "logs").rglob("*") if p.is_file())
     finally:
         stopped_on_sigint = server.stop()
@@ -144,7 +164,7 @@ def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_l
     # The invariant: each window's 10 rows in exactly one ledger, once; verdicts as without faults.
     windows = {run_id: range(0, 10), manual["dag_run_id"]: range(10, 20)}
     for this_run, rows in windows.items():
-        records = row_records(output_dir, this_run)
+        records = row_records(output_dir, this_run, results_db)
         keys = Counter((r["source"]["blob"], r["source"]["row"]) for r in records)
         assert keys == Counter({(PREFIX + "sample.csv", row): 1 for row in rows}), this_run
         for record in records:
@@ -160,6 +180,9 @@ def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_l
         if (output_dir / LEDGER_FILES["error"]).exists() else []
     )), "row ledgers hold row records only"  # fmt: skip
     assert not (output_dir / RUN_FAILURES_LEDGER).exists(), "no failure record: both runs succeeded"
+    if results_db is not None:
+        assert results_db.records(RUN_FAILURES_TABLE) == []
+        assert not any(output_dir.glob("*.jsonl")), "the database store writes no file"
 
     # No secret in any log file of the run (task logs of every try, scheduler, dag-processor).
     assert any("call_model_service" in str(p) for p in log_files), log_files
