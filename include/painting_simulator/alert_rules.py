@@ -252,8 +252,26 @@ def issue(record: Mapping[str, Any]) -> str:
 
 
 def _order(record: Mapping[str, Any]) -> tuple[str, str, int]:
-    """The order of readings: as the simulator recorded them, then by blob and row."""
+    """The order of logging: by ``timestamp``, then by blob and row."""
     return record["timestamp"], record["source"]["blob"], record["source"]["row"]
+
+
+def _readings_in_order(pairs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """``(kind, record)`` pairs in the order the line produced the readings: run by run (a run
+    at its first logged record), and in a run by blob and row. Not by ``timestamp`` alone: each
+    kind of a run is logged by its own task, so a run's normals may be stamped after its
+    anomalies although their rows came first."""
+    first: dict[str, str] = {}
+    for _, record in pairs:
+        run = record["run_id"]
+        first[run] = min(first.get(run, record["timestamp"]), record["timestamp"])
+    return sorted(
+        pairs,
+        key=lambda pair: (
+            first[pair[1]["run_id"]], pair[1]["run_id"],
+            pair[1]["source"]["blob"], pair[1]["source"]["row"],
+        ),
+    )  # fmt: skip
 
 
 def _in_window(rule: Rule, anomalies: list[dict[str, Any]], since: str) -> list[dict[str, Any]]:
@@ -322,8 +340,9 @@ def evaluate(
     """Judge every rule on ``records`` (kind -> row records read from ``read_from``, see
     :func:`read_range`); one digest per rule that passed."""
     anomalies = sorted(records.get(settings.ANOMALY, ()), key=_order)
-    new = [(kind, r) for kind, rows in records.items() for r in rows if r["timestamp"] > since]
-    new.sort(key=lambda pair: _order(pair[1]))
+    new = _readings_in_order(
+        [(kind, r) for kind, rows in records.items() for r in rows if r["timestamp"] > since]
+    )
     streaks = dict(state.streaks)
     digests = []
     for rule in config.rules:

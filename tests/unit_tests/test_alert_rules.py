@@ -217,6 +217,20 @@ def test_streaks_are_per_machine_and_go_on_from_the_watermark():
     assert again.streaks == {"PAINT-1": 3, "PAINT-2": 0}
 
 
+def test_a_runs_readings_are_in_row_order_whichever_kind_was_logged_first():
+    # One run: log_anomalies stamps rows 0, 2 and 3 at minute 2, log_normals stamps row 1 at
+    # minute 3. The line read A N A A: no three in a row (by timestamp it would be A A A N).
+    cfg = config(STREAK)
+    records = {"anomaly": [row(2, n=0), row(2, n=2), row(2, n=3)], "normal": [row(3, 1, None, n=1)]}
+    found = judge(cfg, records)
+    assert found.digests == []
+    assert found.streaks == {"PAINT-1": 2}
+    # The next run (a later first record) comes after this one, whatever its rows are.
+    later = {"anomaly": [row(4, run_id="scheduled__2026-12-01T10:04:00+00:00", n=0)]}
+    assert len(judge(cfg, {**records, **later, "anomaly": records["anomaly"] + later["anomaly"]}
+                     ).digests) == 1  # fmt: skip
+
+
 def test_an_unmappable_row_counts_for_its_machine_and_an_unreadable_file_for_none():
     raw = {**row(2, None), "error": "bad", "original_data": {"machineId": "1", "Thick": "x"}}
     assert alert_rules.machine(raw) == "PAINT-1"
