@@ -290,7 +290,7 @@ function renderReplays(answer) {
     tr.dataset.runId = String(r.run_id);
     const gate = el("td", null, "verdict " + (r.passed === true ? "pass" : r.passed === false ? "fail" : ""));
     gate.textContent = r.passed === true ? "✓ passed" : r.passed === false ? "✗ failed" : "–";
-    const checks = el("td");
+    const checks = el("td", null, "checks");
     const list = el("div", null, "thresholds");
     if (Array.isArray(r.thresholds) && r.thresholds.length) list.append(...r.thresholds.map(thresholdBadge));
     else list.append(el("span", Array.isArray(r.thresholds) ? "none set" : "–", "muted"));
@@ -335,7 +335,7 @@ function renderDisagreements(answer) {
     const tr = el("tr");
     const where = d.blob == null && d.row == null ? null : `${d.blob == null ? "?" : d.blob} row ${d.row == null ? "?" : d.row}`;
     tr.append(
-      cutCell(fmtTime(d.timestamp)), cutCell(d.machine, "machine"), cutCell(where),
+      cutCell(fmtTime(d.timestamp)), cutCell(d.machine, "machine"), cutCell(where, "where"),
       cutCell(d.production, "issue production"), cutCell(d.candidate, "issue candidate"), cutCell(d.run_id),
     );
     return tr;

@@ -442,6 +442,8 @@ def test_model_checks_show_replay_gates_agreement_over_time_and_disagreements(
     ]
     assert no_alert(driver)
     shot = logs_dir / "dashboard-model-checks.png"
-    driver.find_element(By.ID, "model-checks").screenshot(str(shot))
+    section = driver.find_element(By.ID, "model-checks")
+    driver.execute_script("arguments[0].scrollIntoView()", section)
+    section.screenshot(str(shot))
     if target := os.environ.get("DASHBOARD_SCREENSHOT"):  # beside it: docs/dashboard.md shows it
         shutil.copyfile(shot, Path(target).with_name("dashboard-model-checks.png"))
