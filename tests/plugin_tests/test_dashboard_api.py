@@ -210,6 +210,55 @@ def test_model_checks_on_ledgers_the_writers_wrote(airflow_app, tmp_path, monkey
     assert client.get(REPLAYS, params={"limit": 0}, headers=auth).status_code == 422
 
 
+def test_model_checks_of_a_real_replay_with_a_candidate(
+    simulator, start_model_service, airflow_app
+):
+    """A real painting_replay run (dag.test(), Azurite, two real model services) over rows
+    100-129 of the sample, where the candidate (``--mch-threshold 3.0``) disagrees on one known
+    row (114: PAINT-EQ-CUR-LOW -> PAINT-EQ-MCH): its report is in the table with the gate's
+    verdict, and its rows stay out of shadow mode's figures."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from scripts import local_services
+    from tests.support.connections import http_connection
+
+    simulator.upload({"painting_sample.csv": local_services.SAMPLE_CSV.read_bytes()})
+    candidate = start_model_service("--model-version", "candidate-2", "--mch-threshold", "3.0")
+    conn = "AIRFLOW_CONN_PAINTING_MODEL_SERVICE_CANDIDATE"
+    simulator.monkeypatch.setenv(conn, http_connection(candidate.port))
+    bag = DagBag(dag_folder=str(local_services.REPO / "dags" / "painting_replay.py"))
+    conf = {
+        "start_row": 100, "rows": 30, "candidate_conn_id": "painting_model_service_candidate",
+        "thresholds": {"agreement": 0.99, "expected_accuracy": 1},
+    }  # fmt: skip
+    run = bag.get_dag("painting_replay").test(run_conf=conf)
+    assert run.state == "failed"  # agreement 29/30 < 0.99: the gate failed the run
+    client = airflow_app.client
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+
+    answer = client.get(REPLAYS, headers=auth).json()
+    assert answer["total"] == 1
+    (report,) = answer["reports"]
+    assert report["run_id"] == run.run_id
+    assert report["rows"] == 30
+    assert report["passed"] is False
+    assert report["agreement"] == round(29 / 30, 6)
+    assert report["candidate_conn_id"] == "painting_model_service_candidate"
+    assert report["candidate_errors"] == 0
+    assert report["accuracy"] == 1.0
+    assert report["thresholds"] == [
+        {"name": "agreement", "limit": 0.99, "value": round(29 / 30, 6), "passed": False},
+        {"name": "expected_accuracy", "limit": 1, "value": 1.0, "passed": True},
+    ]
+    assert 0 < report["latency_p95_ms"] <= report["latency_p99_ms"]
+    assert report["throughput_rows_per_second"] > 0
+
+    shadow = client.get(SHADOW, params={"range": "1h"}, headers=auth).json()
+    assert shadow["counts"]["compared"] == 0  # a replay is no shadow mode
+    assert shadow["replay_rows_left_out"] == 30
+    assert client.get(DISAGREEMENTS, headers=auth).json()["records"] == []
+
+
 def test_model_checks_without_any_candidate_or_replay(airflow_app, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_PAINTING_OUTPUT_DIR", str(tmp_path / "empty"))
     client = airflow_app.client
