@@ -208,6 +208,18 @@ def test_the_disagreements_kept_are_bounded_and_newest_first(tmp_path: Path):
     assert ledgers.shadow(None, minute_of(NOW) + 1)["counts"]["disagreed"] == len(rows)
 
 
+def test_a_replays_many_disagreements_do_not_push_the_simulators_out(tmp_path: Path):
+    simulator = shadow_record(0, "normal", MCH, RUN, "2026-01-01T00:10:00.000Z")
+    replay = [
+        shadow_record(i, CUR, MCH, REPLAY, "2026-01-01T00:30:00.000Z")
+        for i in range(1, MAX_DISAGREEMENTS + 50)
+    ]
+    write(tmp_path, [simulator, *replay])
+    write_replay(str(tmp_path), replay_summary(REPLAY, [(CUR, MCH)]))
+    found = ledgers_at(tmp_path).disagreements(10)["records"]
+    assert [(d["row"], d["run_id"]) for d in found] == [(0, RUN)]
+
+
 def test_replay_reports_newest_first_with_thresholds_agreement_and_accuracy(tmp_path: Path):
     passed = replay_summary(
         "manual__1", [(CUR, CUR), ("normal", "normal")],

@@ -292,7 +292,12 @@ class LedgerIndex:
     shadow: dict[int, list[int]] = field(default_factory=dict)
     # ... and minute -> run_id -> the same, of the other runs (triggered: maybe a replay's).
     shadow_runs: dict[int, dict[str, list[int]]] = field(default_factory=dict)
+    # The newest disagreements of scheduled runs, and apart those of triggered runs (a replay's
+    # many cannot push the simulator's out).
     disagreements: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=MAX_DISAGREEMENTS)
+    )
+    triggered_disagreements: deque[dict[str, Any]] = field(
         default_factory=lambda: deque(maxlen=MAX_DISAGREEMENTS)
     )
     newest: str | None = None  # timestamp of the last record indexed
@@ -441,11 +446,13 @@ class LedgerIndex:
         if outcome is None:
             return
         run_id = line.run_id
+        kept = self.disagreements
         if run_id.__class__ is str and run_id.startswith(SCHEDULED_RUN_PREFIX):
             figures = self.shadow.get(minute)  # a scheduled run: never a replay's
             if figures is None:
                 figures = self.shadow[minute] = [0, 0, 0]
         else:  # a triggered run: maybe a replay's, told apart at answering
+            kept = self.triggered_disagreements
             runs = self.shadow_runs.setdefault(minute, {})
             key = run_id if run_id.__class__ is str else _text(run_id)
             figures = runs.get(key)
@@ -460,7 +467,7 @@ class LedgerIndex:
             return
         record = parse_record(raw) or {}
         source = record.get("source") if isinstance(record.get("source"), dict) else {}
-        self.disagreements.append(
+        kept.append(
             {
                 "timestamp": line.timestamp,
                 "machine": line.machine,
@@ -706,7 +713,8 @@ class LedgerSet:
 
     def disagreements(self, limit: int, wait: float = 1.0) -> dict[str, Any]:
         """The newest rows on which production and the candidate gave different verdicts,
-        newest first (replay runs left out; each ledger keeps its ``MAX_DISAGREEMENTS`` newest).
+        newest first (replay runs left out; each ledger keeps its ``MAX_DISAGREEMENTS`` newest of
+        scheduled runs and, apart, of triggered runs).
         """
         if not self.ready(wait):
             return {"indexing": {"progress": self.progress()}, "records": []}
@@ -714,7 +722,8 @@ class LedgerSet:
             rows = [
                 row
                 for index in self.indexes.values()
-                for row in index.disagreements
+                for kept in (index.disagreements, index.triggered_disagreements)
+                for row in kept
                 if row["run_id"] not in self.replay_runs
             ]
         rows.sort(key=lambda row: str(row["timestamp"]), reverse=True)
