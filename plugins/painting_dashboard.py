@@ -4,7 +4,9 @@ An Airflow 3 plugin, served by the api-server:
 
 * ``fastapi_apps``: a FastAPI app under ``/painting`` with the page (``/painting/``), its
   static files (``/painting/static/``, Chart.js vendored: no CDN) and a JSON API
-  (``/painting/api/summary``, ``/painting/api/anomalies/recent``).
+  (``/painting/api/summary``, ``/painting/api/anomalies/recent``, and for the "Model checks"
+  section ``/painting/api/replays/recent``, ``/painting/api/shadow``,
+  ``/painting/api/shadow/disagreements``).
 * ``external_views``: "Painting anomalies" in the UI's navigation (Browse menu), showing the page
   inside the UI.
 
@@ -50,6 +52,7 @@ RANGES: dict[str, int | None] = {
     "all": None,
 }
 MAX_PAGE = 500
+MAX_REPORTS = 100
 
 
 async def require_read_access(request: Request) -> Any:
@@ -141,18 +144,22 @@ def create_app() -> FastAPI:
             return RedirectResponse(login, status_code=303)
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
 
+    def range_minutes(range_: str) -> tuple[int | None, int]:
+        """The first minute of a named range (None: everything) and the minute after now."""
+        if range_ not in RANGES:
+            raise HTTPException(422, f"range={range_!r} is not one of {', '.join(RANGES)}")
+        end = now_minute() + 1
+        minutes = RANGES[range_]
+        return None if minutes is None else end - minutes, end
+
     @app.get("/api/summary", dependencies=guarded)
     def summary(
         range_: str = Query("24h", alias="range", description=f"One of {', '.join(RANGES)}"),
     ) -> dict[str, Any]:
         """Counts, anomaly rate over time, anomalies by issue code and by machine in the time
         range ending now, all-time totals, and the simulator's state."""
-        if range_ not in RANGES:
-            raise HTTPException(422, f"range={range_!r} is not one of {', '.join(RANGES)}")
         ledgers = ledger_set(output_dir())
-        end = now_minute() + 1
-        minutes = RANGES[range_]
-        result = ledgers.summary(None if minutes is None else end - minutes, end)
+        result = ledgers.summary(*range_minutes(range_))
         if result["indexing"] is None:
             result["range"]["name"] = range_
             run_counts = ledgers.run_counts
@@ -161,6 +168,28 @@ def create_app() -> FastAPI:
         result["simulator"] = simulator_state(run_counts)
         result["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         return result
+
+    @app.get("/api/replays/recent", dependencies=guarded)
+    def recent_replays(limit: int = Query(10, ge=1, le=MAX_REPORTS)) -> dict[str, Any]:
+        """The newest painting_replay reports (thresholds, throughput, latency, agreement,
+        accuracy), newest first."""
+        return ledger_set(output_dir()).replay_reports(limit)
+
+    @app.get("/api/shadow", dependencies=guarded)
+    def shadow(
+        range_: str = Query("24h", alias="range", description=f"One of {', '.join(RANGES)}"),
+    ) -> dict[str, Any]:
+        """Shadow mode's agreement with the candidate model service over the time range, in
+        the summary's buckets (the simulator's rows; replay runs left out)."""
+        result = ledger_set(output_dir()).shadow(*range_minutes(range_))
+        if result["indexing"] is None:
+            result["range"]["name"] = range_
+        return result
+
+    @app.get("/api/shadow/disagreements", dependencies=guarded)
+    def disagreements(limit: int = Query(20, ge=1, le=MAX_REPORTS)) -> dict[str, Any]:
+        """The newest rows on which production and the candidate disagreed, newest first."""
+        return ledger_set(output_dir()).disagreements(limit)
 
     @app.get("/api/anomalies/recent", dependencies=guarded)
     def recent_anomalies(

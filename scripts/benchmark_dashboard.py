@@ -1,7 +1,7 @@
 """How long the dashboard's endpoints take on a ledger of 1,000,000 lines (prints, asserts nothing).
 
     .venv/bin/python -m scripts.benchmark_dashboard [--lines 1000000] [--dir DIR]
-        [--api-server]
+        [--candidate] [--api-server]
 
 Writes an anomaly ledger of ``--lines`` records shaped by the real writer
 (:func:`records.row_record`; 10 rows a minute, 4 machines, 7 issue codes, ending now) plus a
@@ -12,7 +12,10 @@ normal ledger of a tenth of that, then times what the endpoints do with them
   ledgers in the background and answers "indexing" after 1 s), and how long that pass takes,
 * later ``/api/summary`` calls for each time range (the index is reused; nothing new to read),
 * ``/api/summary`` after another run appended 10 lines (only those are read),
-* ``/api/anomalies/recent`` for the first page and a deep page (read from the end).
+* ``/api/anomalies/recent`` for the first page and a deep page (read from the end),
+* ``/api/shadow`` and ``/api/shadow/disagreements`` (the "Model checks" section); with
+  ``--candidate`` every record carries a candidate's verdict (shadow mode, one row in 100 a
+  disagreement), so that the index's shadow figures are part of the first pass and its memory.
 
 Authentication and the metadata-DB query of the simulator's state are left out: their cost
 does not depend on the ledgers. With ``--api-server`` the same ledgers are then served by a
@@ -43,7 +46,7 @@ ISSUES = ("PAINT-EQ-VOL-HIGH", "PAINT-EQ-VOL-LOW", "PAINT-EQ-CUR-HIGH", "PAINT-E
 PER_MINUTE = 10
 
 
-def write_ledgers(output_dir: str, lines: int) -> None:
+def write_ledgers(output_dir: str, lines: int, candidate: bool = False) -> None:
     now = datetime.now(UTC)
     first = now - timedelta(minutes=lines // PER_MINUTE)
     body = {"timeStamp": "2025-07-23T08:00:00", "thick": 24.1, "voltage": 276.0,
@@ -57,6 +60,11 @@ def write_ledgers(output_dir: str, lines: int) -> None:
                       "kind": kind, "original_data": data}  # fmt: skip
             if kind == "anomaly":
                 result["prediction"] = {**data, "issue": ISSUES[i % len(ISSUES)]}
+            if candidate:
+                issue = ISSUES[(i + (i % 100 == 0)) % len(ISSUES)] if kind == "anomaly" else None
+                status = 200 if issue else 204
+                result["candidate"] = {"kind": kind, "issue": issue, "status": status,
+                                       "latency_ms": 4.2}  # fmt: skip
             stamp = minute.isoformat(timespec="milliseconds").replace("+00:00", "Z")
             run_id = f"scheduled__{minute.isoformat(timespec='minutes')}"
             yield json.dumps(row_record(result, run_id, stamp), ensure_ascii=False) + "\n"
@@ -93,13 +101,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--dir", help="output dir to use (default: a temporary one, removed)")
+    parser.add_argument("--candidate", action="store_true",
+                        help="every record carries a candidate verdict")  # fmt: skip
     parser.add_argument("--api-server", action="store_true", help="also time them over HTTP")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="painting-bench-") as tmp:
         output_dir = args.dir or tmp
         os.makedirs(output_dir, exist_ok=True)
         start = time.perf_counter()
-        write_ledgers(output_dir, args.lines)
+        write_ledgers(output_dir, args.lines, args.candidate)
         size = os.path.getsize(os.path.join(output_dir, LEDGER_FILES["anomaly"]))
         took = time.perf_counter() - start
         print(f"anomaly ledger: {args.lines:,} lines, {size / 1e6:.0f} MB; normal ledger: "
@@ -135,6 +145,11 @@ def main() -> None:
         assert page["total"] == args.lines + 10
         timed("/api/anomalies/recent?limit=20&offset=10000",
               lambda: ledgers.recent("anomaly", 20, 10_000), repeat=3)  # fmt: skip
+        for name, minutes in (("24h", 1440), ("all", None)):
+            timed(f"/api/shadow?range={name}",
+                  lambda m=minutes: ledgers.shadow(None if m is None else end - m, end),
+                  repeat=3)  # fmt: skip
+        timed("/api/shadow/disagreements?limit=20", lambda: ledgers.disagreements(20), repeat=3)
         if args.api_server:
             over_http(output_dir)
 

@@ -19,6 +19,9 @@ SERVICE_NAME = "painting-process-equipment"
 # DAG ids.
 SIMULATOR_DAG_ID = "painting_simulator"
 REPLAY_DAG_ID = "painting_replay"
+# Airflow's run_id of a scheduled run starts so; painting_replay has no schedule, so a run id
+# with it is never a replay's (the dashboard's shadow figures rely on it).
+SCHEDULED_RUN_PREFIX = "scheduled__"
 STORAGE_CHECK_DAG_ID = "check_azure_storage_connection"
 MODEL_CHECK_DAG_ID = "check_model_service_connection"
 ALERTS_DAG_ID = "painting_alerts"

@@ -115,27 +115,21 @@ function bucketLabel(iso, width) {
   return width >= 1440 ? text.slice(0, 10) : text.slice(5, 16);
 }
 
-function renderCharts(summary) {
-  const width = summary.range.bucket_minutes;
-  const labels = summary.timeline.map((b) => bucketLabel(b.start, width));
-  chart("rate-chart", {
+// A chart over time: a rate (0..1, drawn in %) as a line, and rows per bucket as stacked bars.
+function overTime(timeline, width, rate, bars) {
+  return {
     type: "bar",
     data: {
-      labels,
+      labels: timeline.map((b) => bucketLabel(b.start, width)),
       datasets: [
         {
-          type: "line", label: "Anomaly rate (%)", yAxisID: "rate", borderColor: "#dc2626",
-          backgroundColor: "#dc2626", pointRadius: 2, spanGaps: true, tension: 0.2,
-          data: summary.timeline.map((b) => (b.anomaly_rate == null ? null : +(b.anomaly_rate * 100).toFixed(2))),
+          type: "line", label: rate.label, yAxisID: "rate", borderColor: rate.color,
+          backgroundColor: rate.color, pointRadius: 2, spanGaps: true, tension: 0.2,
+          data: timeline.map((b) => (b[rate.key] == null ? null : +(b[rate.key] * 100).toFixed(2))),
         },
-        {
-          label: "Anomalies", yAxisID: "count", backgroundColor: "rgba(220, 38, 38, 0.18)",
-          data: summary.timeline.map((b) => b.anomaly),
-        },
-        {
-          label: "Normal", yAxisID: "count", backgroundColor: "rgba(22, 163, 74, 0.18)",
-          data: summary.timeline.map((b) => b.normal),
-        },
+        ...bars.map((bar) => ({
+          label: bar.label, yAxisID: "count", backgroundColor: bar.color, data: timeline.map((b) => b[bar.key]),
+        })),
       ],
     },
     options: {
@@ -144,10 +138,20 @@ function renderCharts(summary) {
       scales: {
         x: { stacked: true, ticks: { maxTicksLimit: 12, autoSkip: true } },
         count: { position: "right", stacked: true, beginAtZero: true, title: { display: true, text: "rows per " + width + " min" } },
-        rate: { position: "left", min: 0, max: 100, title: { display: true, text: "anomaly rate %" } },
+        rate: { position: "left", min: 0, max: 100, title: { display: true, text: rate.axis } },
       },
     },
-  });
+  };
+}
+
+function renderCharts(summary) {
+  const width = summary.range.bucket_minutes;
+  chart("rate-chart", overTime(summary.timeline, width,
+    { label: "Anomaly rate (%)", color: "#dc2626", key: "anomaly_rate", axis: "anomaly rate %" },
+    [
+      { label: "Anomalies", color: "rgba(220, 38, 38, 0.18)", key: "anomaly" },
+      { label: "Normal", color: "rgba(22, 163, 74, 0.18)", key: "normal" },
+    ]));
   chart("issue-chart", {
     type: "bar",
     data: {
@@ -258,14 +262,100 @@ function renderRecent(page) {
   $("older").disabled = counted ? state.offset + state.pageSize >= page.total : page.records.length < state.pageSize;
 }
 
+// --- Model checks: replay reports, shadow mode's agreement over time, latest disagreements ---
+
+function fmtFigure(value) {
+  if (value === undefined || value === null) return "–";
+  if (Array.isArray(value)) return "[" + value.map(fmtFigure).join(", ") + "]";
+  return typeof value === "number" ? String(+value.toFixed(4)) : String(value);
+}
+
+function mark(passed) {
+  return passed === true ? "✓" : passed === false ? "✗" : "–";
+}
+
+// One threshold: ✓ / ✗ and its name, value and limit in the cell (cut), whole in the title.
+function thresholdBadge(t) {
+  const text = `${mark(t.passed)} ${t.name}: ${fmtFigure(t.value)} (limit ${fmtFigure(t.limit)})`;
+  const span = el("span", text, "threshold " + (t.passed ? "pass" : "fail"));
+  span.title = text;
+  span.dataset.name = String(t.name);
+  return span;
+}
+
+function renderReplays(answer) {
+  const body = $("replay-table").tBodies[0];
+  const rows = answer.reports.map((r) => {
+    const tr = el("tr");
+    tr.dataset.runId = String(r.run_id);
+    const gate = el("td", null, "verdict " + (r.passed === true ? "pass" : r.passed === false ? "fail" : ""));
+    gate.textContent = r.passed === true ? "✓ passed" : r.passed === false ? "✗ failed" : "–";
+    const checks = el("td", null, "checks");
+    const list = el("div", null, "thresholds");
+    if (Array.isArray(r.thresholds) && r.thresholds.length) list.append(...r.thresholds.map(thresholdBadge));
+    else list.append(el("span", Array.isArray(r.thresholds) ? "none set" : "–", "muted"));
+    checks.append(list);
+    const latency = `${fmtMeasure(r.latency_p95_ms)} / ${fmtMeasure(r.latency_p99_ms)}`;
+    const agreement = cutCell(fmtRate(r.agreement), "num agreement");
+    if (r.candidate_conn_id) agreement.title = `candidate ${r.candidate_conn_id}, ${fmtNumber(r.candidate_errors)} candidate error(s)`;
+    tr.append(
+      cutCell(fmtTime(r.logged_at)), cutCell(r.run_id), gate, checks,
+      cutCell(fmtNumber(r.rows), "num"), cutCell(fmtNumber(r.throughput_rows_per_second), "num"),
+      cutCell(latency, "num"), agreement, cutCell(fmtRate(r.accuracy), "num accuracy"),
+    );
+    return tr;
+  });
+  if (!rows.length) rows.push(emptyRow(9, "No replay reports yet: trigger painting_replay."));
+  body.replaceChildren(...rows);
+}
+
+function renderShadow(shadow) {
+  const c = shadow.counts;
+  const any = c.compared + c.candidate_errors > 0;
+  $("shadow-empty").hidden = any;
+  $("shadow-panel").hidden = !any;
+  document.body.dataset.shadow = String(any);
+  if (!any) return;
+  $("shadow-totals").textContent =
+    `${fmtNumber(c.compared)} rows compared, ${fmtNumber(c.agreed)} agreed, ${fmtNumber(c.disagreed)} disagreed ` +
+    `(agreement ${fmtRate(c.agreement)}); ${fmtNumber(c.candidate_errors)} candidate error(s), counted apart.`;
+  const width = shadow.range.bucket_minutes;
+  chart("agreement-chart", overTime(shadow.timeline, width,
+    { label: "Agreement (%)", color: "#017cee", key: "agreement", axis: "agreement %" },
+    [
+      { label: "Agreed", color: "rgba(22, 163, 74, 0.25)", key: "agreed" },
+      { label: "Disagreed", color: "rgba(220, 38, 38, 0.35)", key: "disagreed" },
+      { label: "Candidate errors", color: "rgba(217, 119, 6, 0.3)", key: "candidate_errors" },
+    ]));
+}
+
+function renderDisagreements(answer) {
+  const body = $("disagreement-table").tBodies[0];
+  const rows = answer.records.map((d) => {
+    const tr = el("tr");
+    const where = d.blob == null && d.row == null ? null : `${d.blob == null ? "?" : d.blob} row ${d.row == null ? "?" : d.row}`;
+    tr.append(
+      cutCell(fmtTime(d.timestamp)), cutCell(d.machine, "machine"), cutCell(where, "where"),
+      cutCell(d.production, "issue production"), cutCell(d.candidate, "issue candidate"), cutCell(d.run_id),
+    );
+    return tr;
+  });
+  if (!rows.length) rows.push(emptyRow(6, "No disagreements recorded."));
+  body.replaceChildren(...rows);
+}
+
 let loading = null;
 async function refresh() {
   if (loading) return loading;
   loading = (async () => {
     try {
-      const [summary, recent] = await Promise.all([
-        getJson(`api/summary?range=${encodeURIComponent(state.range)}`),
+      const range = encodeURIComponent(state.range);
+      const [summary, recent, replays, shadow, disagreements] = await Promise.all([
+        getJson(`api/summary?range=${range}`),
         getJson(`api/anomalies/recent?limit=${state.pageSize}&offset=${state.offset}`),
+        getJson("api/replays/recent?limit=10"),
+        getJson(`api/shadow?range=${range}`),
+        getJson("api/shadow/disagreements?limit=20"),
       ]);
       state.now = new Date(summary.generated_at); // the api-server's clock, not the browser's
       renderRecent(recent);
@@ -278,6 +368,9 @@ async function refresh() {
         return;
       }
       renderSummary(summary);
+      renderReplays(replays);
+      if (!shadow.indexing) renderShadow(shadow);
+      if (!disagreements.indexing) renderDisagreements(disagreements);
       $("updated").textContent = `updated ${new Date().toLocaleTimeString()} · refreshes every ${REFRESH_MS / 1000} s`;
       document.body.dataset.loaded = "true";
     } catch (error) {

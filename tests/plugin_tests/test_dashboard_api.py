@@ -19,6 +19,9 @@ pytestmark = pytest.mark.integration
 
 RECENT = "/painting/api/anomalies/recent"
 SUMMARY = "/painting/api/summary"
+REPLAYS = "/painting/api/replays/recent"
+SHADOW = "/painting/api/shadow"
+DISAGREEMENTS = "/painting/api/shadow/disagreements"
 
 
 def test_recent_anomalies_and_summary_match_the_ledgers_of_the_run(dag_run_ledgers, airflow_app):
@@ -150,7 +153,124 @@ def test_a_record_stamped_far_in_the_future_leaves_the_recent_counts_right(
     assert everything["range"]["to"] < "2099"
 
 
-@pytest.mark.parametrize("path", [RECENT, SUMMARY])
+def test_model_checks_on_ledgers_the_writers_wrote(airflow_app, tmp_path, monkeypatch):
+    """Shadow mode's rows of two simulator runs, a replay with a candidate (its rows in the
+    same ledgers, its report in the summary file) and a replay without: the reports table,
+    the agreement over time (the simulator's rows only) and the disagreements."""
+    from tests.support.model_checks import replay_summary, write_replay, write_shadow_rows
+
+    mch, cur = "PAINT-EQ-MCH", "PAINT-EQ-CUR-LOW"
+    output_dir = str(tmp_path / "painting_logs")
+    monkeypatch.setenv("AIRFLOW_VAR_PAINTING_OUTPUT_DIR", output_dir)
+    write_shadow_rows(output_dir, "scheduled__1", [("normal", "normal"), (cur, mch)])
+    write_shadow_rows(output_dir, "scheduled__2", [(mch, mch), ("normal", "error")])
+    replay_pairs = [(cur, mch), ("normal", mch), ("normal", "normal")]
+    write_shadow_rows(output_dir, "manual__replay", replay_pairs)
+    limits = {"agreement": 0.9}
+    write_replay(output_dir, replay_summary("manual__replay", replay_pairs, limits=limits))
+    write_replay(output_dir, replay_summary("manual__plain"))
+    client = airflow_app.client
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+
+    reports = client.get(REPLAYS, params={"limit": 5}, headers=auth)
+    assert reports.status_code == 200, reports.text
+    answer = reports.json()
+    assert answer["total"] == 2
+    plain, replay = answer["reports"]  # newest first
+    assert (plain["run_id"], replay["run_id"]) == ("manual__plain", "manual__replay")
+    assert plain["agreement"] is None
+    assert plain["thresholds"] == []
+    assert plain["passed"] is True
+    assert replay["agreement"] == round(101 / 103, 6)
+    assert replay["thresholds"] == [
+        {"name": "agreement", "limit": 0.9, "value": replay["agreement"], "passed": True}
+    ]
+    assert replay["accuracy"] == 1.0
+    assert replay["rows"] == 103
+    assert client.get(REPLAYS, params={"limit": 1}, headers=auth).json()["reports"] == [plain]
+
+    shadow = client.get(SHADOW, params={"range": "1h"}, headers=auth).json()
+    assert shadow["range"]["name"] == "1h"
+    assert shadow["range"]["bucket_minutes"] == 1
+    assert shadow["counts"] == {
+        "compared": 3, "agreed": 2, "disagreed": 1, "candidate_errors": 1, "agreement": 0.6667,
+    }  # fmt: skip
+    assert shadow["replay_rows_left_out"] == 3
+    assert sum(b["compared"] for b in shadow["timeline"]) == 3
+    summary = client.get(SUMMARY, params={"range": "1h"}, headers=auth).json()
+    assert [b["start"] for b in shadow["timeline"]] == [b["start"] for b in summary["timeline"]]
+
+    found = client.get(DISAGREEMENTS, params={"limit": 10}, headers=auth).json()["records"]
+    assert [(d["run_id"], d["production"], d["candidate"], d["row"]) for d in found] == [
+        ("scheduled__1", cur, mch, 1)
+    ]
+    assert found[0]["machine"] == "PAINT-1"
+    assert found[0]["blob"] == "painting-process-equipment/shadow.csv"
+    assert client.get(SHADOW, params={"range": "forever"}, headers=auth).status_code == 422
+    assert client.get(REPLAYS, params={"limit": 0}, headers=auth).status_code == 422
+
+
+def test_model_checks_of_a_real_replay_with_a_candidate(
+    simulator, start_model_service, airflow_app
+):
+    """A real painting_replay run (dag.test(), Azurite, two real model services) over rows
+    100-129 of the sample, where the candidate (``--mch-threshold 3.0``) disagrees on one known
+    row (114: PAINT-EQ-CUR-LOW -> PAINT-EQ-MCH): its report is in the table with the gate's
+    verdict, and its rows stay out of shadow mode's figures."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from scripts import local_services
+    from tests.support.connections import http_connection
+
+    simulator.upload({"painting_sample.csv": local_services.SAMPLE_CSV.read_bytes()})
+    candidate = start_model_service("--model-version", "candidate-2", "--mch-threshold", "3.0")
+    conn = "AIRFLOW_CONN_PAINTING_MODEL_SERVICE_CANDIDATE"
+    simulator.monkeypatch.setenv(conn, http_connection(candidate.port))
+    bag = DagBag(dag_folder=str(local_services.REPO / "dags" / "painting_replay.py"))
+    conf = {
+        "start_row": 100, "rows": 30, "candidate_conn_id": "painting_model_service_candidate",
+        "thresholds": {"agreement": 0.99, "expected_accuracy": 1},
+    }  # fmt: skip
+    run = bag.get_dag("painting_replay").test(run_conf=conf)
+    assert run.state == "failed"  # agreement 29/30 < 0.99: the gate failed the run
+    client = airflow_app.client
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+
+    answer = client.get(REPLAYS, headers=auth).json()
+    assert answer["total"] == 1
+    (report,) = answer["reports"]
+    assert report["run_id"] == run.run_id
+    assert report["rows"] == 30
+    assert report["passed"] is False
+    assert report["agreement"] == round(29 / 30, 6)
+    assert report["candidate_conn_id"] == "painting_model_service_candidate"
+    assert report["candidate_errors"] == 0
+    assert report["accuracy"] == 1.0
+    assert report["thresholds"] == [
+        {"name": "agreement", "limit": 0.99, "value": round(29 / 30, 6), "passed": False},
+        {"name": "expected_accuracy", "limit": 1, "value": 1.0, "passed": True},
+    ]
+    assert 0 < report["latency_p95_ms"] <= report["latency_p99_ms"]
+    assert report["throughput_rows_per_second"] > 0
+
+    shadow = client.get(SHADOW, params={"range": "1h"}, headers=auth).json()
+    assert shadow["counts"]["compared"] == 0  # a replay is no shadow mode
+    assert shadow["replay_rows_left_out"] == 30
+    assert client.get(DISAGREEMENTS, headers=auth).json()["records"] == []
+
+
+def test_model_checks_without_any_candidate_or_replay(airflow_app, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_PAINTING_OUTPUT_DIR", str(tmp_path / "empty"))
+    client = airflow_app.client
+    auth = {"Authorization": f"Bearer {airflow_app.token()}"}
+    assert client.get(REPLAYS, headers=auth).json() == {"total": 0, "limit": 10, "reports": []}
+    shadow = client.get(SHADOW, params={"range": "all"}, headers=auth).json()
+    assert shadow["counts"]["compared"] == 0
+    assert shadow["counts"]["agreement"] is None
+    assert client.get(DISAGREEMENTS, headers=auth).json()["records"] == []
+
+
+@pytest.mark.parametrize("path", [RECENT, SUMMARY, REPLAYS, SHADOW, DISAGREEMENTS])
 def test_the_api_refuses_requests_without_a_valid_airflow_token(airflow_app, path: str):
     client = airflow_app.client
     client.cookies.clear()

@@ -343,3 +343,107 @@ def test_very_long_values_are_cut_whole_on_hover_and_the_layout_holds(
     future_rows = driver.find_elements(By.CSS_SELECTOR, "#recent-table tr.future td.machine")
     assert [td.text for td in future_rows] == ["PAINT-2099"]
     assert no_alert(driver)
+
+    # No candidate, no replay: the Model checks section says so instead of drawing a chart.
+    assert driver.find_element(By.ID, "shadow-empty").is_displayed()
+    assert not driver.find_element(By.ID, "shadow-panel").is_displayed()
+    replays = driver.find_element(By.CSS_SELECTOR, "#replay-table tbody").text
+    assert replays == "No replay reports yet: trigger painting_replay."
+    assert driver.find_element(By.CSS_SELECTOR, "#disagreement-table tbody").text == (
+        "No disagreements recorded."
+    )
+
+
+MCH, CUR = "PAINT-EQ-MCH", "PAINT-EQ-CUR-LOW"
+# Shadow mode's rows of one simulator run: production's label, the candidate's.
+SHADOW_PAIRS = [
+    ("normal", "normal"), ("normal", "normal"), (CUR, CUR),  # agreed
+    (CUR, MCH), ("normal", MCH),  # disagreed (two issue codes disagree too)
+    ("normal", "error"),  # the candidate gave no verdict: counted apart
+]  # fmt: skip
+SHADOW_RUN = "scheduled__2026-12-01T10:00:00+00:00"
+PASSED_REPLAY, FAILED_REPLAY = "manual__replay-passed", "manual__replay-failed"
+
+
+@pytest.fixture
+def model_check_ledgers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A shadow-mode run's rows and two replay reports (one passed, one failed), written by
+    the real writers. Requested before ``api_server``, which then reads them."""
+    from tests.support.model_checks import replay_summary, write_replay, write_shadow_rows
+
+    output_dir = tmp_path / "painting_logs"
+    write_shadow_rows(str(output_dir), SHADOW_RUN, SHADOW_PAIRS)
+    limits = {"latency_p95_ms": 50, "agreement": 0.995}
+    write_replay(str(output_dir), replay_summary(PASSED_REPLAY, [(CUR, CUR)], limits=limits))
+    failed = replay_summary(FAILED_REPLAY, [(CUR, MCH)], latency_s=0.2, limits=limits)
+    write_replay(str(output_dir), failed)
+    monkeypatch.setenv("AIRFLOW_VAR_PAINTING_OUTPUT_DIR", str(output_dir))
+    return output_dir
+
+
+def test_model_checks_show_replay_gates_agreement_over_time_and_disagreements(
+    model_check_ledgers, api_server, browser, logs_dir: Path
+):
+    from selenium.webdriver.common.by import By
+
+    driver, base_url = browser, api_server.base_url
+    log_in(driver, base_url)
+    open_dashboard_in_the_ui(driver, base_url)
+
+    # The replay reports, newest first: the failed one with ✗, the passed one with ✓.
+    table = driver.find_element(By.ID, "replay-table")
+    reports = wait_until(
+        "the two replay reports",
+        lambda: table.find_elements(By.CSS_SELECTOR, "tbody tr[data-run-id]"),
+    )
+    assert [r.get_attribute("data-run-id") for r in reports] == [FAILED_REPLAY, PASSED_REPLAY]
+    failed, passed = reports
+    assert failed.find_element(By.CSS_SELECTOR, "td.verdict").text == "✗ failed"
+    assert passed.find_element(By.CSS_SELECTOR, "td.verdict").text == "✓ passed"
+    badges = {
+        row.get_attribute("data-run-id"): {
+            b.get_attribute("data-name"): (b.text, b.get_attribute("title"))
+            for b in row.find_elements(By.CSS_SELECTOR, ".threshold")
+        }
+        for row in reports
+    }
+    assert badges[PASSED_REPLAY]["agreement"][0] == "✓ agreement: 1 (limit 0.995)"
+    text, title = badges[FAILED_REPLAY]["latency_p95_ms"]
+    assert text.startswith("✗ latency_p95_ms: ")
+    assert text.endswith("(limit 50)")
+    assert title == text  # whole on hover when the cell cuts it
+    assert (
+        badges[FAILED_REPLAY]["agreement"][0] == f"✗ agreement: {round(100 / 101, 4)} (limit 0.995)"
+    )
+    assert failed.find_element(By.CSS_SELECTOR, "td.agreement").text == "99.0 %"
+    assert passed.find_element(By.CSS_SELECTOR, "td.accuracy").text == "100.0 %"
+
+    # Shadow mode's agreement over time: the chart, with the run's known rows.
+    assert driver.find_element(By.ID, "shadow-panel").is_displayed()
+    assert not driver.find_element(By.ID, "shadow-empty").is_displayed()
+    assert driver.execute_script(CANVAS_INK, "agreement-chart") > 500, "the chart is blank"
+    data = driver.execute_script(
+        "const c = Chart.getChart('agreement-chart');"
+        "return c.data.datasets.map((d) => [d.label, d.data.reduce((a, v) => a + (v || 0), 0)]);"
+    )
+    sums = dict(data)
+    assert (sums["Agreed"], sums["Disagreed"], sums["Candidate errors"]) == (3, 2, 1)
+    assert sums["Agreement (%)"] == 60.0  # one bucket: 3 of the 5 compared
+    totals = driver.find_element(By.ID, "shadow-totals").text
+    assert totals.startswith("5 rows compared, 3 agreed, 2 disagreed (agreement 60.0 %)")
+
+    # The latest disagreements: exactly the two known rows, with both labels.
+    rows = driver.find_elements(By.CSS_SELECTOR, "#disagreement-table tbody tr")
+    seen = sorted(tuple(td.text for td in tr.find_elements(By.TAG_NAME, "td"))[1:] for tr in rows)
+    blob = "painting-process-equipment/shadow.csv"
+    assert seen == [
+        ("PAINT-1", f"{blob} row 3", CUR, MCH, SHADOW_RUN),
+        ("PAINT-1", f"{blob} row 4", "normal", MCH, SHADOW_RUN),
+    ]
+    assert no_alert(driver)
+    shot = logs_dir / "dashboard-model-checks.png"
+    section = driver.find_element(By.ID, "model-checks")
+    driver.execute_script("arguments[0].scrollIntoView()", section)
+    section.screenshot(str(shot))
+    if target := os.environ.get("DASHBOARD_SCREENSHOT"):  # beside it: docs/dashboard.md shows it
+        shutil.copyfile(shot, Path(target).with_name("dashboard-model-checks.png"))

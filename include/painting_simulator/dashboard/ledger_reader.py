@@ -13,6 +13,13 @@ months of simulation they hold millions of lines. Two ways of reading keep the d
   stamped in the future (a machine with a wrong clock, a hand-edited ledger) cannot fold the
   present away; :meth:`LedgerSet.summary` counts such records apart (``future``).
 
+The index also keeps, per minute, the **shadow figures** of rows that carry a ``candidate``
+(:func:`model_checks.shadow_outcome`: compared, agreed, candidate errors; those of triggered
+runs per run too) and the newest disagreements (a bounded list); :meth:`LedgerSet.shadow`
+leaves out the rows of replay runs (a ``run_id`` of ``painting_replay_summary.jsonl``, read
+incrementally too; a scheduled run is never a replay's), and :meth:`LedgerSet.replay_reports`
+reads that file from its end.
+
 Run failures are counted from their own ledger (``painting_run_failures.jsonl``); a failure
 record that an earlier version left in ``painting_errors.jsonl`` is counted as a run failure
 too, never as an error row. Lines are read defensively: future fields are ignored; a line that
@@ -30,15 +37,29 @@ import json
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
-from include.painting_simulator.records import is_row_record
-from include.painting_simulator.settings import KINDS, LEDGER_FILES, RUN_FAILURES_LEDGER
+from include.painting_simulator.dashboard.model_checks import (
+    AGREED,
+    CANDIDATE_ERROR,
+    agreement_rate,
+    replay_report,
+    shadow_outcome,
+)
+from include.painting_simulator.records import candidate_label, is_row_record, verdict_label
+from include.painting_simulator.settings import (
+    ERROR,
+    KINDS,
+    LEDGER_FILES,
+    REPLAY_SUMMARY_FILE,
+    RUN_FAILURES_LEDGER,
+    SCHEDULED_RUN_PREFIX,
+)
 
 # Counts are kept per minute for the 8 days before now, per hour before that.
 MINUTE_DETAIL = 8 * 24 * 60
@@ -46,6 +67,8 @@ BLOCK_SIZE = 1 << 16
 # Per-run counts are kept for the most recent runs only (the dashboard shows the last run).
 MAX_RUNS = 1000
 UNKNOWN = "(unknown)"
+# The newest disagreements each row ledger keeps for the dashboard's table.
+MAX_DISAGREEMENTS = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -175,6 +198,7 @@ class Line(NamedTuple):
     issue: Any
     machine: Any
     is_row: bool  # False: a run's failure record (records.is_row_record)
+    candidate: tuple[Any, Any] | None = None  # the candidate's (kind, issue), if the row has one
 
 
 def read_line(line: bytes, decoder: Any) -> Line | None:
@@ -196,6 +220,8 @@ def read_line(line: bytes, decoder: Any) -> Line | None:
         )
         timestamp, run_id = row.timestamp, row.run_id
         is_row = row.record_type is msgspec.UNSET  # no record_type key: is_row_record's rule
+        verdict = row.candidate
+        candidate = None if verdict is None else (verdict.kind, verdict.issue)
     except msgspec.ValidationError:
         # An unexpected shape (e.g. a list where a record was expected): the slow path.
         record = parse_record(line)
@@ -209,12 +235,16 @@ def read_line(line: bytes, decoder: Any) -> Line | None:
         )
         timestamp, run_id = record.get("timestamp"), record.get("run_id")
         is_row = is_row_record(record)
+        verdict = record.get("candidate")
+        candidate = (
+            (verdict.get("kind"), verdict.get("issue")) if isinstance(verdict, dict) else None
+        )
     except msgspec.DecodeError:
         return None
     minute = minute_of(timestamp)
     if minute is None:
         return None
-    return Line(minute, timestamp, run_id, issue, machine, is_row)
+    return Line(minute, timestamp, run_id, issue, machine, is_row, candidate)
 
 
 @cache
@@ -223,6 +253,7 @@ def _decoder() -> Any:
     import msgspec
 
     reading = msgspec.defstruct("Reading", [("issue", Any, None), ("machineId", Any, None)])
+    verdict = msgspec.defstruct("Verdict", [("kind", Any, None), ("issue", Any, None)])
     row = msgspec.defstruct(
         "Row",
         [
@@ -231,6 +262,7 @@ def _decoder() -> Any:
             ("prediction", reading | None, None),
             ("original_data", reading | None, None),
             ("record_type", Any, msgspec.UNSET),  # absent vs null, as is_row_record
+            ("candidate", verdict | None, None),
         ],
     )
     return msgspec.json.Decoder(row)
@@ -241,6 +273,10 @@ class LedgerIndex:
     """Counts per minute of one ledger, brought up to date incrementally by :meth:`refresh`."""
 
     path: str
+    kind: str | None = None  # the row kind of the ledger (production's verdict on its rows)
+    # Runs known to be replays (shared with the LedgerSet): their shadow figures are dropped
+    # when their minutes are folded into hours.
+    replay_runs: set[str] = field(default_factory=set)
     offset: int = 0  # bytes consumed (always at a line boundary)
     file_id: tuple[int, int] | None = None  # (device, inode) of the file indexed
     lines: int = 0
@@ -251,12 +287,25 @@ class LedgerIndex:
     issues: dict[int, dict[str, int]] = field(default_factory=dict)
     machines: dict[int, dict[str, int]] = field(default_factory=dict)
     runs: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    # Rows with a candidate: minute -> [compared, agreed, candidate errors] of scheduled runs
+    # (a replay has no schedule) and, once folded into hours, of every run but replays'; ...
+    shadow: dict[int, list[int]] = field(default_factory=dict)
+    # ... and minute -> run_id -> the same, of the other runs (triggered: maybe a replay's).
+    shadow_runs: dict[int, dict[str, list[int]]] = field(default_factory=dict)
+    # The newest disagreements of scheduled runs, and apart those of triggered runs (a replay's
+    # many cannot push the simulator's out).
+    disagreements: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=MAX_DISAGREEMENTS)
+    )
+    triggered_disagreements: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=MAX_DISAGREEMENTS)
+    )
     newest: str | None = None  # timestamp of the last record indexed
     # Minutes before this one are kept per hour (keyed by the hour's first minute).
     hourly_before: int = 0
 
     def reset(self) -> None:
-        self.__init__(self.path)  # type: ignore[misc]
+        self.__init__(self.path, self.kind, self.replay_runs)  # type: ignore[misc]
 
     def refresh(self, block_size: int = 1 << 20, now: int | None = None) -> int:
         """Index the lines appended since the last call; return how many were read.
@@ -328,15 +377,30 @@ class LedgerIndex:
                     merged = table.setdefault(hour, {})
                     for name, n in counts.items():
                         merged[name] = merged.get(name, 0) + n
+        self._fold_shadow(segment)
         self.keys[low:high] = sorted({minute - minute % 60 for minute in segment})
         self.hourly_before = cutoff
+
+    def _fold_shadow(self, segment: list[int]) -> None:
+        """Fold the shadow figures of ``segment``'s minutes into their hours. Per-run detail
+        is for telling replay runs apart: here they are dropped (long finished, their figures
+        are in their reports) and the other runs merged with the scheduled ones."""
+        for minute in segment:
+            figures = self.shadow.pop(minute, None)
+            runs = self.shadow_runs.pop(minute, {})
+            if figures is None and not runs:
+                continue
+            merged = self.shadow.setdefault(minute - minute % 60, [0, 0, 0])
+            for part in (figures, *(f for r, f in runs.items() if r not in self.replay_runs)):
+                for i, n in enumerate(part or ()):
+                    merged[i] += n
 
     def _add(self, raw: bytes, decoder: Any) -> None:
         line = read_line(raw, decoder)
         if line is None:
             self.skipped += 1
             return
-        minute, timestamp, run_id, issue, machine, is_row = line
+        minute, timestamp, run_id, issue, machine, is_row, candidate = line
         if not is_row:
             self.run_failures += 1  # not a row: never counted as an error row
             return
@@ -365,8 +429,59 @@ class LedgerIndex:
                 runs[run_id] = runs.pop(run_id, 0) + 1
                 if len(runs) > MAX_RUNS:
                     runs.popitem(last=False)
+        if candidate is not None:
+            self._add_shadow(raw, line, minute)
         if self.newest is None or timestamp > self.newest:
             self.newest = timestamp
+
+    def _add_shadow(self, raw: bytes, line: Line, minute: int) -> None:
+        """Count a row with a candidate (:func:`shadow_outcome`); keep it if they disagree."""
+        kind, issue = line.candidate  # type: ignore[misc]
+        try:
+            production, label, outcome = _shadow_labels(self.kind, line.issue, kind, issue)
+        except TypeError:  # a value that is no code (a list, an object): as text, or none
+            production, label, outcome = _shadow_labels(
+                self.kind, _text(line.issue), kind if kind.__class__ is str else None, None
+            )
+        if outcome is None:
+            return
+        run_id = line.run_id
+        kept = self.disagreements
+        if run_id.__class__ is str and run_id.startswith(SCHEDULED_RUN_PREFIX):
+            figures = self.shadow.get(minute)  # a scheduled run: never a replay's
+            if figures is None:
+                figures = self.shadow[minute] = [0, 0, 0]
+        else:  # a triggered run: maybe a replay's, told apart at answering
+            kept = self.triggered_disagreements
+            runs = self.shadow_runs.setdefault(minute, {})
+            key = run_id if run_id.__class__ is str else _text(run_id)
+            figures = runs.get(key)
+            if figures is None:
+                figures = runs[key] = [0, 0, 0]
+        if outcome == CANDIDATE_ERROR:
+            figures[2] += 1
+            return
+        figures[0] += 1
+        if outcome == AGREED:
+            figures[1] += 1
+            return
+        record = parse_record(raw) or {}
+        source = record.get("source") if isinstance(record.get("source"), dict) else {}
+        kept.append(
+            {
+                "timestamp": line.timestamp,
+                "machine": line.machine,
+                "blob": source.get("blob"),
+                "row": source.get("row"),
+                "production": production,
+                "candidate": label,
+                "run_id": run_id,
+            }
+        )
+
+    def shadow_figures(self, minute: int) -> tuple[list[int] | None, dict[str, list[int]]]:
+        """The shadow figures of one minute: of scheduled (and folded) runs, and per other run."""
+        return self.shadow.get(minute), self.shadow_runs.get(minute, {})
 
     def minutes_in(self, start: int | None, end: int | None) -> list[int]:
         """The minutes ``start`` <= m < ``end`` (None: open) that hold records."""
@@ -386,6 +501,21 @@ class LedgerIndex:
             for name, n in table_.get(minute, {}).items():
                 totals[name] = totals.get(name, 0) + n
         return totals
+
+
+@dataclass
+class SummaryIndex(LedgerIndex):
+    """The replay runs of ``painting_replay_summary.jsonl`` (one summary a line), incrementally:
+    their ``run_id`` s join ``replay_runs``. A line without a ``run_id`` is skipped."""
+
+    def _add(self, raw: bytes, decoder: Any) -> None:
+        record = parse_record(raw)
+        run_id = record.get("run_id") if record is not None else None
+        if run_id.__class__ is not str:
+            self.skipped += 1
+            return
+        self.lines += 1
+        self.replay_runs.add(run_id)  # type: ignore[arg-type]
 
 
 # Bucket widths for the timeline, in minutes: the first giving at most MAX_BUCKETS buckets.
@@ -412,10 +542,16 @@ class LedgerSet:
     def __init__(self, output_dir: str, clock: Callable[[], int] = now_minute) -> None:
         self.output_dir = output_dir
         self.clock = clock  # now, in minutes: the fold of old minutes is measured from it
+        self.replay_runs: set[str] = set()  # of the summaries: their rows are no shadow data
         self.indexes = {
-            kind: LedgerIndex(os.path.join(output_dir, name)) for kind, name in LEDGER_FILES.items()
+            kind: LedgerIndex(os.path.join(output_dir, name), kind, self.replay_runs)
+            for kind, name in LEDGER_FILES.items()
         }
         self.failures = LedgerIndex(os.path.join(output_dir, RUN_FAILURES_LEDGER))
+        # First in refreshes: a replay's runs are known before its minutes are folded.
+        self.summaries = SummaryIndex(
+            os.path.join(output_dir, REPLAY_SUMMARY_FILE), replay_runs=self.replay_runs
+        )
         self._lock = threading.Lock()
         self._built = threading.Event()
         self._builder: threading.Thread | None = None
@@ -428,7 +564,7 @@ class LedgerSet:
                 index.refresh(now=now)
 
     def _all(self) -> list[LedgerIndex]:
-        return [*self.indexes.values(), self.failures]
+        return [self.summaries, *self.indexes.values(), self.failures]
 
     def _build(self) -> None:
         try:
@@ -491,13 +627,7 @@ class LedgerSet:
         with self._lock:
             everything = start is None
             anomalies = self.indexes["anomaly"]
-            if start is None:  # all of it: from the first minute any ledger holds
-                firsts = [i.keys[0] for i in self.indexes.values() if i.keys]
-                start = min(firsts) if firsts else end - 60
-            start = min(start, end - 1)
-            width = bucket_minutes(end - start)
-            first_bucket = start - start % width
-            buckets = range(first_bucket, end, width)
+            start, width, buckets = self._buckets(start, end)
             timeline = {b: dict.fromkeys(KINDS, 0) for b in buckets}
             counts = dict.fromkeys(KINDS, 0)
             for kind, index in self.indexes.items():
@@ -532,6 +662,115 @@ class LedgerSet:
             "future": {**future, "total": sum(future.values())},
             "newest_record": newest,
         }
+
+    def _buckets(self, start: int | None, end: int) -> tuple[int, int, range]:
+        """The range's first minute (None: the first any row ledger holds), the bucket width
+        and the buckets' first minutes: the timeline's, for every chart over time."""
+        if start is None:  # all of it: from the first minute any ledger holds
+            firsts = [i.keys[0] for i in self.indexes.values() if i.keys]
+            start = min(firsts) if firsts else end - 60
+        start = min(start, end - 1)
+        width = bucket_minutes(end - start)
+        return start, width, range(start - start % width, end, width)
+
+    def shadow(self, start: int | None, end: int, wait: float = 1.0) -> dict[str, Any]:
+        """Shadow mode's agreement for minutes ``start`` <= m < ``end`` (None: everything), in
+        the summary's buckets: rows compared, agreed, disagreed, candidate errors and the
+        agreement rate, per bucket and in all. Rows of replay runs are left out (counted in
+        ``replay_rows_left_out``); records stamped in the future count as in :meth:`summary`.
+        """
+        if not self.ready(wait):
+            return {"indexing": {"progress": self.progress()}}
+        with self._lock:
+            everything = start is None
+            start, width, buckets = self._buckets(start, end)
+            timeline = {b: [0, 0, 0] for b in buckets}
+            counts, left_out = [0, 0, 0], 0
+            for index in self.indexes.values():
+                for minute in index.minutes_in(start, None if everything else end):
+                    scheduled, runs = index.shadow_figures(minute)
+                    parts = [scheduled] if scheduled else []
+                    for run_id, figures in runs.items():
+                        if run_id in self.replay_runs:
+                            left_out += figures[0] + figures[2]
+                        else:
+                            parts.append(figures)
+                    bucket = timeline.get(minute - minute % width) if minute < end else None
+                    for figures in parts:
+                        for i, n in enumerate(figures):
+                            counts[i] += n
+                            if bucket is not None:
+                                bucket[i] += n
+        return {
+            "indexing": None,
+            "range": {"from": minute_iso(start), "to": minute_iso(end), "bucket_minutes": width},
+            "counts": _shadow_counts(counts),
+            "timeline": [
+                {"start": minute_iso(b), **_shadow_counts(c)} for b, c in timeline.items()
+            ],
+            "replay_rows_left_out": left_out,
+        }
+
+    def disagreements(self, limit: int, wait: float = 1.0) -> dict[str, Any]:
+        """The newest rows on which production and the candidate gave different verdicts,
+        newest first (replay runs left out; each ledger keeps its ``MAX_DISAGREEMENTS`` newest of
+        scheduled runs and, apart, of triggered runs).
+        """
+        if not self.ready(wait):
+            return {"indexing": {"progress": self.progress()}, "records": []}
+        with self._lock:
+            rows = [
+                row
+                for index in self.indexes.values()
+                for kept in (index.disagreements, index.triggered_disagreements)
+                for row in kept
+                if row["run_id"] not in self.replay_runs
+            ]
+        rows.sort(key=lambda row: str(row["timestamp"]), reverse=True)
+        return {"indexing": None, "limit": limit, "records": rows[:limit]}
+
+    def replay_reports(self, limit: int, wait: float = 1.0) -> dict[str, Any]:
+        """The newest replay reports (:func:`model_checks.replay_report`), newest first, read
+        from the end of ``painting_replay_summary.jsonl``; ``total`` = reports in the file
+        (None while the first pass is still counting)."""
+        reports: list[dict[str, Any]] = []
+        for raw in lines_backwards(self.summaries.path):
+            if len(reports) >= limit:
+                break
+            record = parse_record(raw)
+            if record is not None and record.get("run_id").__class__ is str:
+                reports.append(replay_report(record))
+        total = self.summaries.lines if self.ready(wait) else None
+        return {"total": total, "limit": limit, "reports": reports}
+
+
+@lru_cache(maxsize=4096)
+def _shadow_labels(
+    kind: str | None, issue: Any, candidate_kind: Any, candidate_issue: Any
+) -> tuple[str, str, str | None]:
+    """Production's label (``kind``: the ledger's), the candidate's and
+    :func:`shadow_outcome` (cached: a ledger holds few distinct verdicts). A candidate ``kind``
+    the dashboard does not know is no verdict (an error); an issue that is no text, none."""
+    production = verdict_label({"kind": kind or ERROR, "prediction": {"issue": issue}})  # type: ignore[typeddict-item]
+    if candidate_kind not in KINDS:
+        candidate_kind = ERROR
+    verdict = {
+        "kind": candidate_kind,
+        "issue": candidate_issue if isinstance(candidate_issue, str) else None,
+    }
+    label = candidate_label(verdict)  # type: ignore[arg-type]
+    return production, label, shadow_outcome(production, label)
+
+
+def _shadow_counts(figures: list[int]) -> dict[str, Any]:
+    compared, agreed, errors = figures
+    return {
+        "compared": compared,
+        "agreed": agreed,
+        "disagreed": compared - agreed,
+        "candidate_errors": errors,
+        "agreement": agreement_rate(compared, agreed),
+    }
 
 
 def _rate(anomalies: int, normals: int) -> float | None:
