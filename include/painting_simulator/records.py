@@ -191,6 +191,28 @@ def candidate_label(verdict: CandidateVerdict) -> str:
     return verdict["kind"]
 
 
+# What a row sent to both services counts as (:func:`shadow_outcome`).
+AGREED = "agreed"
+DISAGREED = "disagreed"
+CANDIDATE_ERROR = "candidate_error"
+
+
+def shadow_outcome(production: str, candidate: str) -> str | None:
+    """What a row counts as, from production's label and the candidate's: the one definition
+    of agreement, for the replay's summary, the simulator's shadow log and the dashboard.
+
+    ``CANDIDATE_ERROR`` when the candidate gave no verdict (whatever production said); ``None``
+    when production gave none (an error row: nothing to compare); else ``AGREED`` when the two
+    labels are equal and ``DISAGREED`` when not (two different issue codes disagree). Compared
+    rows = agreed + disagreed; agreement = agreed ÷ compared.
+    """
+    if candidate == settings.ERROR:
+        return CANDIDATE_ERROR
+    if production == settings.ERROR:
+        return None
+    return AGREED if production == candidate else DISAGREED
+
+
 def expected_label(expected: str | None) -> str:
     """The label of an expectation: the issue code, or ``normal`` for ``None``."""
     return settings.NORMAL if expected is None else expected

@@ -17,13 +17,10 @@ from include.painting_simulator.dashboard.ledger_reader import (
     now_minute,
 )
 from include.painting_simulator.dashboard.model_checks import (
-    AGREED,
-    CANDIDATE_ERROR,
-    DISAGREED,
     agreement_rate,
     replay_report,
-    shadow_outcome,
 )
+from include.painting_simulator.records import AGREED, CANDIDATE_ERROR, DISAGREED, shadow_outcome
 from include.painting_simulator.settings import LEDGER_FILES, REPLAY_SUMMARY_FILE
 from tests.support.model_checks import (
     BLOB,

@@ -45,13 +45,17 @@ from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 from include.painting_simulator.dashboard.model_checks import (
-    AGREED,
-    CANDIDATE_ERROR,
     agreement_rate,
     replay_report,
-    shadow_outcome,
 )
-from include.painting_simulator.records import candidate_label, is_row_record, verdict_label
+from include.painting_simulator.records import (
+    AGREED,
+    CANDIDATE_ERROR,
+    candidate_label,
+    is_row_record,
+    shadow_outcome,
+    verdict_label,
+)
 from include.painting_simulator.settings import (
     ERROR,
     KINDS,

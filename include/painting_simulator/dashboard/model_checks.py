@@ -3,8 +3,8 @@
 One definition per figure, so that another results store (a database) can say the same in its
 own query language:
 
-* :func:`shadow_outcome`: what one row record with a ``candidate`` counts as: agreed, disagreed,
-  a candidate error, or nothing (production gave no verdict);
+* :func:`records.shadow_outcome` (defined there, for the replay and the simulator too): what one
+  row record with a ``candidate`` counts as: agreed, disagreed, a candidate error, or nothing;
 * :func:`agreement_rate`: agreed / compared;
 * :func:`replay_report`: a replay summary (one line of ``painting_replay_summary.jsonl``) as a
   row of the replay reports table (missing blocks are ``None``).
@@ -17,26 +17,6 @@ apart and is never a disagreement.
 from __future__ import annotations
 
 from typing import Any
-
-from include.painting_simulator.settings import ERROR
-
-AGREED = "agreed"
-DISAGREED = "disagreed"
-CANDIDATE_ERROR = "candidate_error"
-
-
-def shadow_outcome(production: str, candidate: str) -> str | None:
-    """What a row counts as, from production's label and the candidate's.
-
-    ``CANDIDATE_ERROR`` when the candidate gave no verdict (whatever production said); ``None``
-    when production gave none (an error row: nothing to compare); else ``AGREED`` when the two
-    labels are equal and ``DISAGREED`` when not. Compared rows = agreed + disagreed.
-    """
-    if candidate == ERROR:
-        return CANDIDATE_ERROR
-    if production == ERROR:
-        return None
-    return AGREED if production == candidate else DISAGREED
 
 
 def agreement_rate(compared: int, agreed: int) -> float | None:

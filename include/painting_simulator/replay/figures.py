@@ -19,10 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from include.painting_simulator.records import (
+    AGREED,
+    CANDIDATE_ERROR,
+    DISAGREED,
     Result,
     candidate_label,
     error_cause,
     expected_label,
+    shadow_outcome,
     verdict_label,
 )
 from include.painting_simulator.settings import ERROR, KINDS
@@ -213,12 +217,11 @@ def candidate_figures(conn_id: str | None, matrix: Pairs, latency: LatencyHistog
     row sent to both, the candidate's ``latency_ms`` and ``errors`` (rows it gave no verdict)."""
     if not conn_id:
         return None
-    both = same = errors = 0
+    outcomes: Counter[str | None] = Counter()
     for (production, candidate), count in matrix.items():
-        errors += count if candidate == ERROR else 0
-        if ERROR not in (production, candidate):
-            both += count
-            same += count if production == candidate else 0
+        outcomes[shadow_outcome(production, candidate)] += count
+    same, errors = outcomes[AGREED], outcomes[CANDIDATE_ERROR]
+    both = same + outcomes[DISAGREED]
     return {
         "conn_id": conn_id,
         "rows": sum(matrix.values()),
