@@ -97,10 +97,8 @@ class Postgres(ServiceProcess):
         return f"postgresql+psycopg2://{DB_USER}{secret}@{HOST}:{self.port}/{DB_NAME}"
 
     def connection_uri(self, database: str) -> str:
-        """The Airflow connection URI (type ``postgres``) of ``database`` as user ``airflow``,
-        with the password when there is one: a secret, never to be printed."""
-        secret = f":{quote(self.password, safe='')}" if self.password else ""
-        return f"postgres://{DB_USER}{secret}@{HOST}:{self.port}/{quote(database, safe='')}"
+        """The Airflow connection URI of ``database`` on this server (:func:`connection_uri`)."""
+        return connection_uri(self.port, database, self.password)
 
     def create_database(self, name: str) -> None:
         """A new, empty database ``name`` owned by the ``airflow`` user."""
@@ -150,6 +148,13 @@ class Postgres(ServiceProcess):
             super().stop(grace, sig)
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+def connection_uri(port: int, database: str, password: str | None = None) -> str:
+    """The Airflow connection URI (type ``postgres``) of ``database`` on ``HOST:port`` as user
+    ``airflow``, with the password when there is one: a secret, never to be printed."""
+    secret = f":{quote(password, safe='')}" if password else ""
+    return f"postgres://{DB_USER}{secret}@{HOST}:{port}/{quote(database, safe='')}"
 
 
 def _unprivileged_user() -> str:

@@ -295,6 +295,15 @@ def test_celery_workers_with_separate_directories_record_every_row_once_in_the_d
         others = [w for n, w in stack.workers.items() if n != name]
         assert not any(ran & logged_task_instances(other.logs) for other in others), name
 
+    # The writing tasks' logs name the database (never its password); no log has the password.
+    store_line = f"postgresql://{HOST}:{stack.results.connection['port']}/{RESULTS_DATABASE}"
+    password = stack.results.connection["password"]
+    for name, worker in stack.workers.items():
+        texts = [p.read_text(errors="replace") for p in worker.logs.rglob("*.log")]
+        assert any(store_line in text for text in texts), (name, store_line)
+    logs = [*stack.home.parent.rglob("*.log")]
+    assert [str(p) for p in logs if password in p.read_text(errors="replace")] == []
+
     # The store is the database: no worker wrote a ledger (or any file) to its output dir.
     for name, worker in stack.workers.items():
         written = sorted(p for p in worker.output_dir.rglob("*") if p.is_file())
