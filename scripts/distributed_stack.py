@@ -2,15 +2,18 @@
 
 PostgreSQL (metadata DB and Celery result backend), Redis (Celery broker) and Airflow with the
 CeleryExecutor: api-server (with the execution API), scheduler, dag-processor, triggerer and any
-number of Celery workers with distinct names. Used by the distributed end-to-end test; every
-process binds 127.0.0.1 (Airflow's log servers bind all interfaces: Airflow has no setting for
-their address), runs in its own session and is stopped by its PID's process group.
+number of Celery workers with distinct names, each with local directories of its own
+(:class:`WorkerHome`: nothing on disk is shared between workers but the code). Used by the
+distributed end-to-end test; every process binds 127.0.0.1 (Airflow's log servers bind all
+interfaces: Airflow has no setting for their address), runs in its own session and is stopped
+by its PID's process group.
 
 The PostgreSQL and Redis started here are throw-away instances: no durability settings.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib.util
 import os
@@ -23,8 +26,12 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
+from include.painting_simulator import settings
+from include.painting_simulator.row_cache import ENV_CACHE_DIR
 from scripts import local_services
 from scripts.local_services import ServiceProcess, ServiceStartError, free_port
 
@@ -89,6 +96,10 @@ class Postgres(ServiceProcess):
         secret = f":{self.password}" if self.password else ""
         return f"postgresql+psycopg2://{DB_USER}{secret}@{HOST}:{self.port}/{DB_NAME}"
 
+    def connection_uri(self, database: str) -> str:
+        """The Airflow connection URI of ``database`` on this server (:func:`connection_uri`)."""
+        return connection_uri(self.port, database, self.password)
+
     def create_database(self, name: str) -> None:
         """A new, empty database ``name`` owned by the ``airflow`` user."""
         if self._run_quiet(self.bin / "createdb", name):
@@ -139,6 +150,13 @@ class Postgres(ServiceProcess):
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+def connection_uri(port: int, database: str, password: str | None = None) -> str:
+    """The Airflow connection URI (type ``postgres``) of ``database`` on ``HOST:port`` as user
+    ``airflow``, with the password when there is one: a secret, never to be printed."""
+    secret = f":{quote(password, safe='')}" if password else ""
+    return f"postgres://{DB_USER}{secret}@{HOST}:{port}/{quote(database, safe='')}"
+
+
 def _unprivileged_user() -> str:
     for name in ("postgres", "nobody"):
         with contextlib.suppress(KeyError):
@@ -172,6 +190,9 @@ def celery_env(home: Path, api_port: int, database_url: str, broker_url: str) ->
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
             "AIRFLOW__CELERY__BROKER_URL": broker_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{database_url}",
+            # One Fernet key for all, as in compose (every process also writes an airflow.cfg of
+            # its own into its AIRFLOW_HOME, each with a different generated key otherwise).
+            "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__API__WORKERS": "1",
@@ -220,21 +241,56 @@ def background_component(name: str, env: dict[str, str], log_path: Path) -> Serv
     )
 
 
+@dataclass(frozen=True)
+class WorkerHome:
+    """The local directories of one Celery worker, all under ``root``: its ``AIRFLOW_HOME`` (its
+    ``airflow.cfg`` and PID file), task logs (``[logging] base_log_folder``), the row cache
+    (``PAINTING_CACHE_DIR``) and ``painting_output_dir`` (the Variable, as
+    ``AIRFLOW_VAR_PAINTING_OUTPUT_DIR``: the JSON-lines store, and the failure records' fallback
+    when the results database is down). What workers still share is the code only: the
+    repository's ``dags/``, ``plugins/`` and ``include/``, and the Python environment."""
+
+    root: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "painting_cache"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "painting_logs"
+
+    def env(self) -> dict[str, str]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return {
+            "AIRFLOW_HOME": str(self.root),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs),
+            ENV_CACHE_DIR: str(self.cache_dir),
+            f"AIRFLOW_VAR_{settings.VAR_OUTPUT_DIR.upper()}": str(self.output_dir),
+        }
+
+
 def celery_worker(
-    name: str, env: dict[str, str], log_path: Path, concurrency: int = 2
+    name: str, env: dict[str, str], log_path: Path, home: WorkerHome, concurrency: int = 2
 ) -> ServiceProcess:
     """``airflow celery worker`` named ``name`` (Celery node ``celery@name``), with its own log
-    server port and PID file; task instances it runs record ``name`` as their hostname."""
+    server port, PID file and local directories (``home``); task instances it runs record
+    ``name`` as their hostname."""
     log_port = free_port()
     worker_env = {
         **env,
+        **home.env(),
         WORKER_NAME_ENV: name,
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.{worker_hostname.__name__}",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
     }
     command = airflow_command(
         "celery", "worker", "--celery-hostname", name, "--concurrency", str(concurrency),
-        "--pid", str(Path(env["AIRFLOW_HOME"]) / f"celery-worker-{name}.pid"),
+        "--pid", str(home.root / "celery-worker.pid"),
     )  # fmt: skip
 
     def ready() -> bool:  # Celery logs "celery@<name> ready." once it consumes from the broker

@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
+from include.painting_simulator import settings
 from scripts import distributed_stack, local_services
 from scripts.run_local import CONTAINER, SAMPLE_BLOB
 
 REPO = local_services.REPO
+HOST = distributed_stack.HOST
 COMPOSE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -154,6 +156,29 @@ def test_distributed_settings_are_the_ones_the_native_e2e_stack_runs_with(tmp_pa
     assert set(native) >= DISTRIBUTED_SETTINGS
     assert set(compose()["x-airflow-common"]["environment"]) >= DISTRIBUTED_SETTINGS
     assert native["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+
+
+def test_native_workers_have_no_directory_in_common(tmp_path: Path) -> None:
+    homes = [distributed_stack.WorkerHome(tmp_path / name) for name in ("worker-1", "worker-2")]
+    envs = [home.env() for home in homes]
+    assert set(envs[0]) == set(envs[1])
+    # Every directory setting of a worker is its own, and under its own root.
+    for home, env in zip(homes, envs, strict=True):
+        assert all(Path(value).is_relative_to(home.root) for value in env.values()), env
+    assert not set(envs[0].values()) & set(envs[1].values())
+
+
+def test_native_results_connection_uri_is_the_database_airflow_reads() -> None:
+    from airflow.models.connection import Connection
+
+    uri = distributed_stack.connection_uri(5432, "db", password="p@ss/w:rd%")
+    connection = Connection(conn_id=settings.RESULTS_DB_CONN_ID, uri=uri)
+    assert (connection.conn_type, connection.host, connection.port) == ("postgres", HOST, 5432)
+    assert (connection.login, connection.password, connection.schema) == (
+        "airflow",
+        "p@ss/w:rd%",
+        "db",
+    )
 
 
 def test_at_least_two_celery_workers_share_the_ledger_volume() -> None:
