@@ -69,5 +69,5 @@ clean-local: ## Remove the local stack state (.airflow/, .local/); keeps .venv a
 	@echo "Removing .airflow/ and .local/ (Airflow DB, password, ledgers, Azurite data, logs)"
 	rm -rf .airflow .local
 
-bench: install system-packages ## Performance ratios: DAG parse, tick cost, replay vs wrk, replay memory (BENCH_SMOKE=1: tiny)
+bench: install system-packages ## Performance ratios: DAG parse, tick cost, replay vs wrk per results store, replay memory (BENCH_SMOKE=1: tiny)
 	$(PY) -m scripts.bench $(if $(BENCH_SMOKE),--smoke)

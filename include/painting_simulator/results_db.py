@@ -330,15 +330,18 @@ class DatabaseResults:
 
     def _insert_once(self, name: str, rows: list[dict[str, Any]]) -> int:
         """Insert the rows whose key is not in table ``name`` yet, in one transaction; how many."""
-        insert = _dialect_insert(self.dialect)
         table = self.table(name)
+        # RETURNING gives the inserted rows only (rowcount is -1 for some drivers). One statement
+        # with the rows as parameters (SQLAlchemy's "insertmanyvalues": multi-row INSERTs, the SQL
+        # compiled once), not ``.values(rows)``, whose SQL is compiled anew for every batch: that
+        # compile was most of a chunk's write (make bench, docs/performance.md).
+        statement = (
+            _dialect_insert(self.dialect)(table).on_conflict_do_nothing().returning(table.c.run_id)
+        )
         new = 0
         with self.connection() as connection:
             for start in range(0, len(rows), INSERT_ROWS):
-                statement = insert(table).values(rows[start : start + INSERT_ROWS])
-                # RETURNING gives the inserted rows only (rowcount is -1 for some drivers).
-                inserted = statement.on_conflict_do_nothing().returning(table.c.run_id)
-                new += len(connection.execute(inserted).all())
+                new += len(connection.execute(statement, rows[start : start + INSERT_ROWS]).all())
         return new
 
     # --- reads ---

@@ -2,7 +2,8 @@
 
 :class:`ResultsDb` is one store under test (``sqlite``: a file under the test's tmp dir;
 ``postgresql``: a fresh database on a PostgreSQL server the tests started,
-:class:`scripts.distributed_stack.Postgres`, Debian's packages). It gives the value of
+:class:`scripts.distributed_stack.Postgres`, Debian's packages; the server and the connections
+come from :mod:`scripts.results_databases`). It gives the value of
 ``AIRFLOW_CONN_PAINTING_RESULTS_DB`` (JSON, as an operator writes it), a
 :class:`results_db.DatabaseResults` on the same database, and its records read back as the
 JSON-lines ledgers would hold them.
@@ -11,41 +12,26 @@ JSON-lines ledgers would hold them.
 from __future__ import annotations
 
 import json
-import secrets
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from include.painting_simulator import settings
-from scripts.distributed_stack import DB_USER, HOST, Postgres
+from scripts.distributed_stack import Postgres
+from scripts.results_databases import ENV, postgres_connection, sqlite_connection, start_postgres
 
 # The stores a parametrised test runs against (json-lines: no connection at all).
 STORES = ("json-lines", "sqlite", "postgresql")
-ENV = f"AIRFLOW_CONN_{settings.RESULTS_DB_CONN_ID.upper()}"
-
-
-def start_postgres(port: int, log_path: Path) -> Postgres:
-    """A PostgreSQL server whose user ``airflow`` needs a (random) password over TCP."""
-    return Postgres(port, log_path, password=secrets.token_urlsafe(18)).start()
-
-
-def sqlite_connection(path: Path) -> dict[str, Any]:
-    """The connection of a SQLite file: type ``sqlite``, the file's absolute path as host."""
-    return {"conn_type": "sqlite", "host": str(path)}
-
-
-def postgres_connection(server: Postgres, database: str, password: str | None = None
-                        ) -> dict[str, Any]:  # fmt: skip
-    """The connection of a database on ``server`` (its password unless another is given)."""
-    return {
-        "conn_type": "postgres",
-        "host": HOST,
-        "port": server.port,
-        "login": DB_USER,
-        "password": server.password if password is None else password,
-        "schema": database,
-    }
+# Re-exported: the tests take the connections from here, as every other results-database helper.
+__all__ = [
+    "ENV",
+    "STORES",
+    "ResultsDb",
+    "postgres_connection",
+    "sqlite_connection",
+    "start_postgres",
+]
 
 
 @dataclass
