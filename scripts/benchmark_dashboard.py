@@ -173,6 +173,10 @@ def main() -> int:
     parser.add_argument("--api-server", action="store_true", help="also time them over HTTP")
     args = parser.parse_args()
     if args.store == "postgresql":
+        sys.stdout.reconfigure(
+            line_buffering=True
+        )  # a long fill: each line as it comes, also piped
+        print(f"filling the results database with {args.rows:,} rows …")
         return bench_store(args.rows, args.batch, args.processes, args.repeat)
     with tempfile.TemporaryDirectory(prefix="painting-bench-") as tmp:
         output_dir = args.dir or tmp
