@@ -9,7 +9,9 @@ pinned Airflow. That the same configuration really runs is ``tests/e2e_tests/tes
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +40,13 @@ AIRFLOW_COMMANDS = {
     "airflow-worker": "celery worker",
 }
 ONE_SHOT_JOBS = {"airflow-init", "azurite-init"}
+# airflow-init also runs scripts/create_results_database.py.
+INIT_EXTRA_VOLUMES = ["./scripts:/opt/airflow/scripts:ro"]
+INIT_RESULTS_DB_STEP = "exec /entrypoint python -m scripts.create_results_database"
+RESULTS_DB_ENV = f"AIRFLOW_CONN_{settings.RESULTS_DB_CONN_ID.upper()}"
+# Volumes an Airflow worker may mount: the code (read-only) and the task logs, which the
+# api-server also reads from each worker's log server. No results, positions or caches.
+WORKER_SHARED_VOLUMES = {"airflow-logs"}
 # The settings that make Airflow distributed; the native e2e stack sets the same ones.
 DISTRIBUTED_SETTINGS = {
     "AIRFLOW__CORE__EXECUTOR",
@@ -76,6 +85,22 @@ def env_example() -> dict[str, str]:
             name, _, value = line.partition("=")
             values[name.strip()] = value.strip().strip("'")
     return values
+
+
+def env_file_value(name: str, given: dict[str, str]) -> str:
+    """``name``'s value in .env.example as compose reads it from .env: unquoted and
+    double-quoted values have ``${VAR}`` filled in from ``given`` (compose takes the variables
+    defined earlier in the file), single-quoted ones are literal."""
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == name and not line.lstrip().startswith("#"):
+            value = value.strip()
+            if value.startswith("'"):
+                return value.strip("'")
+            return re.sub(
+                r"\$\{([A-Z_][A-Z0-9_]*)\}", lambda m: given[m.group(1)], value.strip('"')
+            )
+    raise AssertionError(f".env.example has no {name}")
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
@@ -131,7 +156,8 @@ def test_airflow_services_follow_the_official_layout() -> None:
         service = all_services[name]
         assert service["image"] == common["image"], name
         assert service["build"] == common["build"], name
-        assert service["volumes"] == common["volumes"], name
+        extra = INIT_EXTRA_VOLUMES if name == "airflow-init" else []
+        assert service["volumes"] == [*common["volumes"], *extra], name
         assert common["environment"].items() <= service["environment"].items(), name
         if name in AIRFLOW_COMMANDS:
             assert service["command"] == AIRFLOW_COMMANDS[name]
@@ -181,7 +207,10 @@ def test_native_results_connection_uri_is_the_database_airflow_reads() -> None:
     )
 
 
-def test_at_least_two_celery_workers_share_the_ledger_volume() -> None:
+def test_at_least_two_celery_workers_and_no_volume_for_results() -> None:
+    """The workers share no directory for results: no service mounts anything at or under
+    ``painting_output_dir``, and a worker's only named volume is the task logs (the row cache is
+    in the container's AIRFLOW_HOME); the results go to the database."""
     data = compose()
     workers = {
         name: service
@@ -190,11 +219,122 @@ def test_at_least_two_celery_workers_share_the_ledger_volume() -> None:
     }
     count = sum(int(s.get("deploy", {}).get("replicas", 1)) for s in workers.values())
     assert count >= 2, f"{count} Celery worker(s): {sorted(workers)}"
-    output_dir = data["x-airflow-common"]["environment"]["AIRFLOW_VAR_PAINTING_OUTPUT_DIR"]
+    env = data["x-airflow-common"]["environment"]
+    output_dir = env["AIRFLOW_VAR_PAINTING_OUTPUT_DIR"]
+    assert "PAINTING_CACHE_DIR" not in env  # the default: AIRFLOW_HOME/painting_cache, local
+    assert "painting-ledgers" not in (data.get("volumes") or {})
+    for name, service in data["services"].items():
+        for volume in service.get("volumes", []):
+            target = Path(volume.split(":")[1])
+            assert not target.is_relative_to(output_dir), f"{name} mounts {volume}"
     for name, service in workers.items():
-        sources = [v.split(":")[0] for v in service["volumes"] if v.endswith(":" + output_dir)]
-        assert len(sources) == 1, name
-        assert sources[0] in data["volumes"], f"{name}: ledgers not on a named volume"
+        named = {v.split(":")[0] for v in service["volumes"] if not v.startswith((".", "/"))}
+        assert named <= WORKER_SHARED_VOLUMES, f"{name} shares {sorted(named)}"
+
+
+def test_every_airflow_service_has_the_results_database_from_the_env_file() -> None:
+    all_services = services()
+    expected = f"${{{RESULTS_DB_ENV}:?set {RESULTS_DB_ENV} in .env}}"
+    for name in [*AIRFLOW_COMMANDS, "airflow-init"]:
+        assert all_services[name]["environment"][RESULTS_DB_ENV] == expected, name
+
+
+def test_the_env_files_results_connection_names_what_the_init_job_creates() -> None:
+    """.env.example's connection is the postgres service's database ``painting`` of user
+    ``painting``, its password from .env; the init job creates exactly what it names."""
+    from airflow.models.connection import Connection
+
+    init = services()["airflow-init"]
+    assert init["command"][-1].strip().splitlines()[-1] == INIT_RESULTS_DB_STEP
+    assert set(INIT_EXTRA_VOLUMES) <= set(init["volumes"])
+    example = env_example()
+    assert example["PAINTING_RESULTS_DB_PASSWORD"] == ""  # a secret: filled in .env only
+    uri = env_file_value(RESULTS_DB_ENV, {"PAINTING_RESULTS_DB_PASSWORD": "s3cret"})
+    connection = Connection(conn_id=settings.RESULTS_DB_CONN_ID, uri=uri)
+    assert (connection.conn_type, connection.host, connection.port) == (
+        "postgres",
+        "postgres",
+        5432,
+    )
+    assert (connection.login, connection.password, connection.schema) == (
+        "painting",
+        "s3cret",
+        "painting",
+    )
+    # Not the metadata DB's database nor its user.
+    metadata = compose()["x-airflow-common"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert metadata.endswith("@postgres/airflow")
+    assert "://airflow:" in metadata
+
+
+def init_job_env(admin_url: str, results_uri: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": admin_url,
+        RESULTS_DB_ENV: results_uri,
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def run_init_step(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, *INIT_RESULTS_DB_STEP.split()[3:]]  # python -m scripts.…
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+
+
+def test_the_init_job_creates_the_results_database_and_user_and_a_second_up_does_too(
+    tmp_path: Path,
+) -> None:
+    """The init job's step for real, twice (a second ``docker compose up`` on the same volume),
+    on a real PostgreSQL as its superuser ``airflow``, with .env.example's connection (host and
+    port those of the test server); then the new user creates the store's tables and writes."""
+    from sqlalchemy import create_engine
+
+    from include.painting_simulator.results_db import DatabaseResults, engine_kwargs
+    from tests.support.results_db import normal_result, start_postgres
+
+    password = secrets.token_hex(16)
+    server = start_postgres(local_services.free_port(), tmp_path / "postgres.log")
+    try:
+        uri = env_file_value(RESULTS_DB_ENV, {"PAINTING_RESULTS_DB_PASSWORD": password})
+        uri = uri.replace("@postgres:5432/", f"@{HOST}:{server.port}/")
+        env = init_job_env(server.url, uri)
+        first, second = run_init_step(env), run_init_step(env)
+        url = f"postgresql+psycopg://painting:{password}@{HOST}:{server.port}/painting"
+        engine = create_engine(url, **engine_kwargs("postgresql"))
+        try:
+            store = DatabaseResults(engine)
+            written = store.write_rows(
+                "manual__init", [normal_result("a.csv", r) for r in range(3)]
+            )
+            lines = list(store.lines(settings.RESULTS_TABLE))
+            with engine.connect() as connection:
+                superuser = connection.exec_driver_sql(
+                    "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                ).scalar()
+        finally:
+            engine.dispose()
+    finally:
+        server.stop()
+    assert first.returncode == 0, first.stderr
+    assert "user painting: created" in first.stdout, first.stdout
+    assert "database painting: created, owned by painting" in first.stdout, first.stdout
+    assert second.returncode == 0, second.stderr
+    assert "user painting: already there" in second.stdout, second.stdout
+    assert "database painting: already there" in second.stdout, second.stdout
+    assert password not in first.stdout + first.stderr + second.stdout + second.stderr
+    assert (written.new, len(lines)) == (3, 3)
+    assert superuser is False
+
+
+def test_the_init_job_refuses_a_results_connection_without_a_password() -> None:
+    """An .env whose PAINTING_RESULTS_DB_PASSWORD is still empty: the job fails, naming it,
+    before touching any server."""
+    uri = env_file_value(RESULTS_DB_ENV, {"PAINTING_RESULTS_DB_PASSWORD": ""})
+    result = run_init_step(init_job_env("postgresql+psycopg2://airflow:x@127.0.0.1:1/airflow", uri))
+    assert result.returncode == 2
+    assert "connection 'painting_results_db'" in result.stderr
+    assert "no password" in result.stderr
+    assert "PAINTING_RESULTS_DB_PASSWORD" in result.stderr
 
 
 def test_mounted_host_paths_exist_and_named_volumes_are_declared() -> None:
@@ -261,7 +401,8 @@ def test_secrets_and_connections_come_from_the_git_ignored_env_file() -> None:
     text = COMPOSE.read_text(encoding="utf-8")
     example = env_example()
     required = set(REQUIRED_VARIABLE.findall(text))
-    assert {"AIRFLOW_CONN_PAINTING_BLOB_STORAGE", "AIRFLOW_CONN_PAINTING_MODEL_SERVICE"} <= required
+    assert {"AIRFLOW_CONN_PAINTING_BLOB_STORAGE", "AIRFLOW_CONN_PAINTING_MODEL_SERVICE",
+            RESULTS_DB_ENV} <= required  # fmt: skip
     missing = required - set(example)
     assert not missing, f".env.example does not mention {sorted(missing)}"
     assert ".env" in (REPO / ".gitignore").read_text().splitlines()

@@ -11,9 +11,9 @@ home's ``logs/`` (the task log of every try, the killed one included) and the st
 output (scheduler, dag-processor, api-server, triggerer) are searched for the account key (also
 URL-quoted) and the connection string: zero hits.
 
-It runs once with the JSON-lines files and once with a SQLite results database (the connection
-``painting_results_db`` given to the standalone's real task processes; the log task's own log
-must open with its ``results →`` line).
+It runs on every store: the JSON-lines files, a SQLite and a PostgreSQL results database (the
+connection ``painting_results_db`` given to the standalone's real task processes; the log task's
+own log must open with its ``results →`` line; PostgreSQL's password is grepped for too).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from include.painting_simulator.settings import (
 from scripts import local_services
 from tests.support.airflow_api import DAG_ID
 from tests.support.results_db import ENV as RESULTS_DB_ENV
+from tests.support.results_db import STORES
 from tests.support.secret_leaks import secret_hits
 from tests.support.standalone import HOST, Standalone
 
@@ -89,7 +90,7 @@ def row_records(output_dir: Path, run_id: str, results_db=None) -> list[dict]:
     return records
 
 
-@pytest.mark.parametrize("results_db", ["json-lines", "sqlite"], indirect=True)
+@pytest.mark.parametrize("results_db", STORES, indirect=True)
 def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_log_has_the_key(
     tmp_path, azurite, account_key, model_service, start_model_service, results_db
 ):
@@ -155,7 +156,7 @@ def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_l
         # The log task's own first line says where its results go.
         lines = server.task_log(run_id, "log_normals", 1).splitlines()
         first = next(i for i, line in enumerate(lines) if "record(s)" in line or "→" in line)
-        where = "sqlite:///" if results_db is not None else str(output_dir)
+        where = f"{results_db.kind}://" if results_db is not None else str(output_dir)
         assert lines[first].startswith(f"results → {where}"), lines
         log_files = sorted(p for p in (home / "logs").rglob("*") if p.is_file())
     finally:
@@ -188,11 +189,15 @@ def test_a_sigkilled_task_is_retried_without_losing_or_duplicating_rows_and_no_l
     assert any("call_model_service" in str(p) for p in log_files), log_files
     texts = {str(p): p.read_text(errors="replace") for p in log_files}
     texts["standalone output"] = server.log_path.read_text(errors="replace")
-    hits = {
-        name: h
-        for name, t in texts.items()
-        if (h := secret_hits(t, account_key, azurite.connection_string))
-    }
+    db_password = (results_db.connection.get("password") if results_db else None) or ""
+
+    def leaks(text: str) -> dict[str, int]:
+        found = secret_hits(text, account_key, azurite.connection_string)
+        if db_password and db_password in text:
+            found["results database password"] = text.count(db_password)
+        return found
+
+    hits = {name: h for name, t in texts.items() if (h := leaks(t))}
     print(f"\nsecrets grep: {len(texts)} files, hits: {hits}")
     assert hits == {}
     assert stopped_on_sigint, f"standalone needed SIGKILL to stop:\n{server.log_tail()}"
