@@ -66,7 +66,7 @@ def test_first_use_creates_the_schema_and_the_version_and_names_the_store(result
     written = store.write_rows(RUN, mixed_results())
 
     assert written.new == 4
-    assert results_db.scalar("SELECT version FROM painting_schema_version") == 1
+    assert results_db.scalar("SELECT version FROM painting_schema_version") == 2
     assert results_db.scalar("SELECT count(*) FROM painting_results") == 4
     assert (
         results_db.scalar(
@@ -184,9 +184,9 @@ def test_a_database_at_a_newer_schema_version_is_refused_and_nothing_written(res
     results_db.store().write_failure(
         failure_record(dag_id="d", run_id=RUN, task_id="t", try_number=1, cause="c")
     )
-    results_db.execute("UPDATE painting_schema_version SET version = 2")
+    results_db.execute("UPDATE painting_schema_version SET version = 3")
 
-    with pytest.raises(SchemaError, match="schema version 2, newer than this code's 1") as error:
+    with pytest.raises(SchemaError, match="schema version 3, newer than this code's 2") as error:
         results_db.store().write_rows(RUN, mixed_results())
 
     assert "'painting_results_db'" in str(error.value)
