@@ -23,35 +23,46 @@ from include.painting_simulator.records import AGREED, CANDIDATE_ERROR
 if TYPE_CHECKING:
     from sqlalchemy import Connection, MetaData
 
+# Every table of this module (what the upgrade to version 2 creates).
+COUNT_TABLES = (
+    settings.MINUTE_COUNTS_TABLE, settings.MINUTE_ISSUES_TABLE, settings.MINUTE_MACHINES_TABLE,
+    settings.MINUTE_SHADOW_TABLE, *settings.HOURLY_TABLES.values(), settings.DISAGREEMENTS_TABLE,
+)  # fmt: skip
 # The shadow figures' columns, in the order of the dashboard's [compared, agreed, errors].
 SHADOW_COLUMNS = ("compared", "agreed", "candidate_errors")
+
+# The count tables of rows (their key column), each also per hour (settings.HOURLY_TABLES).
+KEYS = {
+    settings.MINUTE_COUNTS_TABLE: "kind",
+    settings.MINUTE_ISSUES_TABLE: "issue",
+    settings.MINUTE_MACHINES_TABLE: "machine",
+}
 
 
 def define(meta: MetaData) -> None:
     """Add the count tables to ``meta`` (the schema of :func:`results_db.schema`)."""
     from sqlalchemy import BigInteger, Boolean, Column, Index, PrimaryKeyConstraint, Table, Text
 
-    def counts(name: str, key: str) -> None:
+    for minutes, key in KEYS.items():
+        for name in (minutes, settings.HOURLY_TABLES[minutes]):
+            Table(
+                name,
+                meta,
+                Column("minute", BigInteger, nullable=False),
+                Column(key, Text, nullable=False),
+                Column("n", BigInteger, nullable=False),
+                PrimaryKeyConstraint("minute", key, name=f"{name}_pkey"),
+            )
+    minutes = settings.MINUTE_SHADOW_TABLE
+    for name in (minutes, settings.HOURLY_TABLES[minutes]):
         Table(
             name,
             meta,
             Column("minute", BigInteger, nullable=False),
-            Column(key, Text, nullable=False),
-            Column("n", BigInteger, nullable=False),
-            PrimaryKeyConstraint("minute", key, name=f"{name}_pkey"),
+            Column("replay", Boolean, nullable=False),
+            *(Column(column, BigInteger, nullable=False) for column in SHADOW_COLUMNS),
+            PrimaryKeyConstraint("minute", "replay", name=f"{name}_pkey"),
         )
-
-    counts(settings.MINUTE_COUNTS_TABLE, "kind")
-    counts(settings.MINUTE_ISSUES_TABLE, "issue")
-    counts(settings.MINUTE_MACHINES_TABLE, "machine")
-    Table(
-        settings.MINUTE_SHADOW_TABLE,
-        meta,
-        Column("minute", BigInteger, nullable=False),
-        Column("replay", Boolean, nullable=False),
-        *(Column(name, BigInteger, nullable=False) for name in SHADOW_COLUMNS),
-        PrimaryKeyConstraint("minute", "replay", name=f"{settings.MINUTE_SHADOW_TABLE}_pkey"),
-    )
     disagreements = Table(
         settings.DISAGREEMENTS_TABLE,
         meta,
@@ -136,13 +147,6 @@ def counts_of(rows: list[dict[str, Any]], replay: bool) -> dict[str, Any]:
     }
 
 
-KEYS = {
-    settings.MINUTE_COUNTS_TABLE: "kind",
-    settings.MINUTE_ISSUES_TABLE: "issue",
-    settings.MINUTE_MACHINES_TABLE: "machine",
-}
-
-
 def add(
     connection: Connection, meta: MetaData, dialect: str, rows: list[dict[str, Any]], replay: bool
 ) -> None:
@@ -152,21 +156,29 @@ def add(
 
     found = counts_of(rows, replay)
     insert = dialect_insert(dialect)
-    for name, key in KEYS.items():
-        if not found[name]:
+    for minutes, key in KEYS.items():
+        for name, counts in ((minutes, found[minutes]), (settings.HOURLY_TABLES[minutes],
+                                                          per_hour(found[minutes]))):  # fmt: skip
+            if not counts:
+                continue
+            table = meta.tables[name]
+            statement = insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=[table.c.minute, table.c[key]],
+                set_={"n": table.c.n + statement.excluded.n},
+            )
+            connection.execute(
+                statement, [{"minute": m, key: k, "n": n} for (m, k), n in sorted(counts.items())]
+            )
+    hours: dict[int, list[int]] = {}
+    for minute, figures in found["shadow"].items():
+        summed = hours.setdefault(minute - minute % 60, [0, 0, 0])
+        hours[minute - minute % 60] = [a + b for a, b in zip(summed, figures, strict=True)]
+    minutes = settings.MINUTE_SHADOW_TABLE
+    for name, figures_of in ((minutes, found["shadow"]), (settings.HOURLY_TABLES[minutes], hours)):
+        if not figures_of:
             continue
         table = meta.tables[name]
-        statement = insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=[table.c.minute, table.c[key]],
-            set_={"n": table.c.n + statement.excluded.n},
-        )
-        connection.execute(
-            statement,
-            [{"minute": m, key: k, "n": n} for (m, k), n in sorted(found[name].items())],
-        )
-    if found["shadow"]:
-        table = meta.tables[settings.MINUTE_SHADOW_TABLE]
         statement = insert(table)
         statement = statement.on_conflict_do_update(
             index_elements=[table.c.minute, table.c.replay],
@@ -176,12 +188,20 @@ def add(
             statement,
             [
                 {"minute": m, "replay": replay, **dict(zip(SHADOW_COLUMNS, f, strict=True))}
-                for m, f in sorted(found["shadow"].items())
+                for m, f in sorted(figures_of.items())
             ],
         )
     if found["disagreements"]:
         table = meta.tables[settings.DISAGREEMENTS_TABLE]
         connection.execute(insert(table).on_conflict_do_nothing(), found["disagreements"])
+
+
+def per_hour(counts: Counter) -> Counter:
+    """Counts per (minute, name) summed per (the hour's first minute, name)."""
+    hours: Counter = Counter()
+    for (minute, name), n in counts.items():
+        hours[minute - minute % 60, name] += n
+    return hours
 
 
 def minute_expression(column: Any, dialect: str) -> Any:
@@ -208,7 +228,7 @@ def backfill(connection: Connection, meta: MetaData) -> None:
         .where(results.c.run_id.in_(select(reports.c.run_id)))
         .values(dag_id=settings.REPLAY_DAG_ID)
     )
-    for name in (*KEYS, settings.MINUTE_SHADOW_TABLE, settings.DISAGREEMENTS_TABLE):
+    for name in COUNT_TABLES:
         meta.tables[name].create(connection, checkfirst=True)
     minute = minute_expression(results.c.logged_at, dialect).label("minute")
 
@@ -274,3 +294,13 @@ def backfill(connection: Connection, meta: MetaData) -> None:
     columns = ["run_id", "blob", "row_number", "timestamp", "kind", "machine", "production",
                "candidate"]  # fmt: skip
     connection.execute(disagreements.insert().from_select(columns, query))
+    for minutes, hours in settings.HOURLY_TABLES.items():  # per hour, from the minutes
+        source = meta.tables[minutes]
+        keys = [c.name for c in source.primary_key.columns if c.name != "minute"]
+        sums = [c.name for c in source.columns if c.name not in ("minute", *keys)]
+        hour = (source.c.minute - source.c.minute % 60).label("minute")
+        query = select(
+            hour, *(source.c[k] for k in keys), *(func.sum(source.c[v]).label(v) for v in sums)
+        ).group_by(hour, *(source.c[k] for k in keys))
+        target = meta.tables[hours]
+        connection.execute(target.insert().from_select(["minute", *keys, *sums], query))

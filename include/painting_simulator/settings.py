@@ -113,6 +113,13 @@ MINUTE_ISSUES_TABLE = "painting_minute_issues"
 MINUTE_MACHINES_TABLE = "painting_minute_machines"
 MINUTE_SHADOW_TABLE = "painting_minute_shadow"
 DISAGREEMENTS_TABLE = "painting_disagreements"
+# The same counts per hour (``minute``: the hour's first), for long time ranges.
+HOURLY_TABLES = {
+    MINUTE_COUNTS_TABLE: "painting_hour_counts",
+    MINUTE_ISSUES_TABLE: "painting_hour_issues",
+    MINUTE_MACHINES_TABLE: "painting_hour_machines",
+    MINUTE_SHADOW_TABLE: "painting_hour_shadow",
+}
 # The Asset the anomaly ledger is declared as (the simulator's log_anomalies task updates it).
 ANOMALY_LEDGER_ASSET_NAME = "painting_issue_logs"
 

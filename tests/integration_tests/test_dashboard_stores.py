@@ -23,6 +23,7 @@ from include.painting_simulator.dashboard.answers import minute_iso, now_minute
 from include.painting_simulator.dashboard.database_reader import DatabaseReader
 from include.painting_simulator.dashboard.ledger_reader import LedgerSet
 from include.painting_simulator.records import failure_record
+from include.painting_simulator.results_counts import COUNT_TABLES
 from include.painting_simulator.results_db import DatabaseResults
 from include.painting_simulator.results_export import export_ledgers
 from tests.support.model_checks import replay_summary, shadow_result
@@ -33,13 +34,6 @@ ENGINES = pytest.mark.parametrize("results_db", ["sqlite", "postgresql"], indire
 # The page's ranges (plugins/painting_dashboard.py RANGES), in minutes; None: everything.
 RANGES = (15, 60, 360, 1440, 7 * 1440, 30 * 1440, None)
 MCH, CUR, VOL = "PAINT-EQ-MCH", "PAINT-EQ-CUR-LOW", "PAINT-EQ-VOL-HIGH"
-COUNT_TABLES = (
-    settings.MINUTE_COUNTS_TABLE,
-    settings.MINUTE_ISSUES_TABLE,
-    settings.MINUTE_MACHINES_TABLE,
-    settings.MINUTE_SHADOW_TABLE,
-    settings.DISAGREEMENTS_TABLE,
-)
 
 
 def at(minute: int, second: int = 7) -> str:
@@ -180,6 +174,10 @@ def test_a_row_written_twice_counts_once(results_db, monkeypatch):
         f"SELECT compared, agreed, candidate_errors FROM {settings.MINUTE_SHADOW_TABLE}"
     )
     assert [tuple(int(n) for n in row) for row in shadow] == [(3, 2, 1)]
+    hourly = results_db.rows(
+        f"SELECT kind, n FROM {settings.HOURLY_TABLES[settings.MINUTE_COUNTS_TABLE]} ORDER BY 1"
+    )
+    assert [(k, int(n)) for k, n in hourly] == [("anomaly", 3), ("error", 1), ("normal", 1)]
     assert results_db.scalar(f"SELECT count(*) FROM {settings.DISAGREEMENTS_TABLE}") == 1
 
 

@@ -29,7 +29,6 @@ from include.painting_simulator.dashboard.answers import (
     summary_answer,
 )
 from include.painting_simulator.dashboard.model_checks import replay_report
-from include.painting_simulator.results_counts import SHADOW_COLUMNS
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -53,56 +52,86 @@ class DatabaseReader:
         counts = self._table(settings.MINUTE_COUNTS_TABLE)
         return connection.execute(select(func.min(counts.c.minute))).scalar()
 
-    def _by_name(
-        self, connection: Connection, name: str, key: str, start: int, end: int | None
-    ) -> dict[str, int]:
-        """Rows per ``key`` of count table ``name`` in minutes ``start`` <= m < ``end``."""
+    def _sums(
+        self, connection: Connection, name: str, start: int | None, end: int | None,
+        width: int | None = None,
+    ) -> dict[tuple[Any, ...], list[int]]:  # fmt: skip
+        """The sums of count table ``name`` (a minute table) over minutes ``start`` <= m <
+        ``end`` (None: open), per key (and per bucket of ``width`` minutes, first in the key):
+        whole hours from its hourly table, the minutes before and after them from it."""
         from sqlalchemy import func, select
 
-        table = self._table(name)
-        query = select(table.c[key], func.sum(table.c.n)).where(table.c.minute >= start)
-        if end is not None:
-            query = query.where(table.c.minute < end)
-        return {k: int(n) for k, n in connection.execute(query.group_by(table.c[key]))}
+        minutes = self._table(name)
+        hours = self._table(settings.HOURLY_TABLES[name])
+        keys = [c for c in minutes.primary_key.columns if c.name != "minute"]
+        values = [c.name for c in minutes.columns if c.name != "minute" and c not in keys]
+        low = None if start is None else start + (-start) % 60  # the first whole hour
+        high = None if end is None else end - end % 60  # the minute after the last one
+        if (width is not None and width % 60) or (low is not None and high is not None
+                                                  and low >= high):  # fmt: skip
+            parts = [(minutes, start, end)]  # buckets finer than hours, or no whole hour
+        else:
+            parts = [(minutes, start, low), (hours, low, high), (minutes, high, end)]
+            parts = [(t, a, b) for t, a, b in parts if t is hours or (a is not None and
+                                                                    b is not None)]  # fmt: skip
+        sums: dict[tuple[Any, ...], list[int]] = {}
+        for table, first, after in parts:
+            if first is not None and after is not None and first >= after:
+                continue
+            c = table.c
+            group = [c[k.name] for k in keys]
+            if width is not None:
+                group.insert(0, _bucket(c.minute, width))
+            query = select(*group, *(func.sum(c[v]) for v in values))
+            if first is not None:
+                query = query.where(c.minute >= first)
+            if after is not None:
+                query = query.where(c.minute < after)
+            for row in connection.execute(query.group_by(*group)):
+                key, figures = tuple(row[: len(group)]), [int(n) for n in row[len(group) :]]
+                summed = sums.get(key)
+                sums[key] = figures if summed is None else [
+                    a + b for a, b in zip(summed, figures, strict=True)
+                ]  # fmt: skip
+        return sums
+
+    def _by_kind(self, connection: Connection, start: int | None, end: int | None
+                 ) -> dict[str, int]:  # fmt: skip
+        counts = kind_counts()
+        for (kind,), (n,) in self._sums(connection, settings.MINUTE_COUNTS_TABLE, start,
+                                        end).items():  # fmt: skip
+            if kind in counts:
+                counts[kind] = n
+        return counts
+
+    def _by_name(self, connection: Connection, name: str, start: int, end: int | None
+                 ) -> dict[str, int]:  # fmt: skip
+        """Anomalies per issue code or machine (count table ``name``) in the range."""
+        return {key: n for (key,), (n,) in self._sums(connection, name, start, end).items()}
 
     def summary(self, start: int | None, end: int, wait: float = 1.0) -> dict[str, Any]:
         """As :meth:`LedgerSet.summary` (``wait`` unused: there is no first pass)."""
         from sqlalchemy import func, select
 
-        counts_table = self._table(settings.MINUTE_COUNTS_TABLE)
-        c = counts_table.c
         results = self._table(settings.RESULTS_TABLE)
         failures = self._table(settings.RUN_FAILURES_TABLE)
         everything = start is None
         with self.store.connection() as connection:
             start, width, starts = buckets(start, self._first_minute(connection), end)
             timeline = {b: kind_counts() for b in starts}
-            counts, future, totals = kind_counts(), kind_counts(), kind_counts()
-            bucket = _bucket(c.minute, width)
-            query = (
-                select(bucket, c.kind, func.sum(c.n))
-                .where(c.minute >= start, c.minute < end)
-                .group_by(bucket, c.kind)
-            )
-            for first, kind, n in connection.execute(query):
+            counts = kind_counts()
+            in_range = self._sums(connection, settings.MINUTE_COUNTS_TABLE, start, end, width)
+            for (first, kind), (n,) in in_range.items():
                 if kind in counts:
-                    timeline[first][kind] += int(n)
-                    counts[kind] += int(n)
-            after = select(c.kind, func.sum(c.n)).where(c.minute >= end).group_by(c.kind)
-            for kind, n in connection.execute(after):
-                if kind in future:
-                    future[kind] = int(n)
-            for kind, n in connection.execute(select(c.kind, func.sum(c.n)).group_by(c.kind)):
-                if kind in totals:
-                    totals[kind] = int(n)
+                    timeline[first][kind] += n
+                    counts[kind] += n
+            future = self._by_kind(connection, end, None)
+            totals = self._by_kind(connection, None, None)
             if everything:
                 counts = {kind: n + future[kind] for kind, n in counts.items()}
             until = None if everything else end
-            by_issue = self._by_name(connection, settings.MINUTE_ISSUES_TABLE, "issue", start,
-                                     until)  # fmt: skip
-            by_machine = self._by_name(
-                connection, settings.MINUTE_MACHINES_TABLE, "machine", start, until
-            )
+            by_issue = self._by_name(connection, settings.MINUTE_ISSUES_TABLE, start, until)
+            by_machine = self._by_name(connection, settings.MINUTE_MACHINES_TABLE, start, until)
             run_failures = connection.execute(select(func.count()).select_from(failures)).scalar()
             newest = connection.execute(
                 select(results.c.record[("timestamp",)].as_string())
@@ -112,8 +141,7 @@ class DatabaseReader:
         return summary_answer(
             start, end, width, counts=counts, timeline=timeline, by_issue=by_issue,
             by_machine=by_machine, totals=totals, future=future, skipped=0,
-            run_failures=int(run_failures or 0),
-            newest=newest,
+            run_failures=int(run_failures or 0), newest=newest,
         )  # fmt: skip
 
     def run_counts(self, run_id: str) -> dict[str, int]:
@@ -136,10 +164,9 @@ class DatabaseReader:
     def recent(self, kind: str, limit: int, offset: int = 0, wait: float = 1.0) -> dict[str, Any]:
         """A page of the newest rows of one kind, newest first, as the ledger holds them (the
         order of the export: time, then run, blob and row, here reversed)."""
-        from sqlalchemy import Text, cast, func, select
+        from sqlalchemy import Text, cast, select
 
         results = self._table(settings.RESULTS_TABLE)
-        counts = self._table(settings.MINUTE_COUNTS_TABLE)
         query = (
             select(cast(results.c.record, Text))
             .where(results.c.kind == kind)
@@ -151,39 +178,25 @@ class DatabaseReader:
             .offset(offset)
         )  # fmt: skip
         with self.store.connection() as connection:
-            total = connection.execute(
-                select(func.coalesce(func.sum(counts.c.n), 0)).where(counts.c.kind == kind)
-            ).scalar()
+            total = self._by_kind(connection, None, None).get(kind, 0)
             records = [json.loads(text) for (text,) in connection.execute(query)]
         return {"total": int(total), "offset": offset, "limit": limit, "records": records}
 
     def shadow(self, start: int | None, end: int, wait: float = 1.0) -> dict[str, Any]:
         """As :meth:`LedgerSet.shadow`: the simulator's shadow figures per bucket and in all; a
         replay's rows counted in ``replay_rows_left_out`` only."""
-        from sqlalchemy import func, select
-
-        table = self._table(settings.MINUTE_SHADOW_TABLE)
-        c = table.c
+        name = settings.MINUTE_SHADOW_TABLE
         everything = start is None
         with self.store.connection() as connection:
             start, width, starts = buckets(start, self._first_minute(connection), end)
             timeline = {b: [0, 0, 0] for b in starts}
             counts, left_out = [0, 0, 0], 0
-            sums = [func.sum(c[name]) for name in SHADOW_COLUMNS]
-            bucket = _bucket(c.minute, width)
-            query = (
-                select(bucket, c.replay, *sums)
-                .where(c.minute >= start, c.minute < end)
-                .group_by(bucket, c.replay)
-            )
-            parts = [
-                (first, replay, figures) for first, replay, *figures in connection.execute(query)
-            ]
+            parts = [(first, replay, f) for (first, replay), f
+                     in self._sums(connection, name, start, end, width).items()]  # fmt: skip
             if everything:  # and the rows stamped after now: in the counts, in no bucket
-                later = select(c.replay, *sums).where(c.minute >= end).group_by(c.replay)
-                parts += [(None, replay, figures) for replay, *figures in connection.execute(later)]
+                later = self._sums(connection, name, end, None)
+                parts += [(None, replay, f) for (replay,), f in later.items()]
             for first, replay, figures in parts:
-                figures = [int(n) for n in figures]
                 if replay:
                     left_out += figures[0] + figures[2]
                     continue
