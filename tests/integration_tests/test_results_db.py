@@ -308,7 +308,13 @@ def test_the_documented_example_queries_run(results_db, monkeypatch):
     database.write_rows("later", [anomaly, {**anomaly, "source": {"blob": "b.csv", "row": 0}}])
 
     queries = documented_queries(results_db.kind)
-    assert set(queries) == {"anomalies per machine per hour", "the last 10 anomalies"}
+    counts = "anomalies per issue code per hour, from the counts"
+    assert set(queries) == {"anomalies per machine per hour", "the last 10 anomalies", counts}
+    per_code = [
+        (str(h)[:13].replace(" ", "T"), i, n) for h, i, n in results_db.rows(queries[counts])
+    ]
+    assert per_code == [("2026-12-01T10", "PAINT-EQ-VOL-INVALID", 1),
+                        ("2026-12-01T11", "PAINT-EQ-VOL-INVALID", 2)]  # fmt: skip
     per_hour = results_db.rows(queries["anomalies per machine per hour"])
     hours = [(str(hour)[:13].replace(" ", "T"), machine, n) for hour, machine, n in per_hour]
     assert hours == [("2026-12-01T10", "PAINT-3", 1), ("2026-12-01T11", "PAINT-3", 2)]
