@@ -17,14 +17,18 @@ the user must be allowed to read the ``painting_simulator`` DAG. The page redire
 page when there is no valid session; the API answers 401/403. The static files (the page's
 script, style sheet and the chart library; no data) are public, like the UI's own bundles.
 
-The ledgers are read by :mod:`include.painting_simulator.dashboard.ledger_reader` (no Airflow);
-this module only adds what needs Airflow: the output directory (Variable ``painting_output_dir``)
-and the simulator's state from the metadata DB. Airflow imports stay inside functions: every
-Airflow process loads plugins, only the api-server uses this one.
+The answers come from the results store the DAGs write (:func:`reader`): the results database
+when Airflow has the connection ``painting_results_db``
+(:mod:`include.painting_simulator.dashboard.database_reader`, one engine per process), else the
+ledgers (:mod:`include.painting_simulator.dashboard.ledger_reader`); both without Airflow. This
+module only adds what needs Airflow: the connection, the output directory (Variable
+``painting_output_dir``) and the simulator's state from the metadata DB. Airflow imports stay
+inside functions: every Airflow process loads plugins, only the api-server uses this one.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +83,33 @@ def output_dir() -> str:
     return settings.output_dir(lambda name: Variable.get(name, default_var=None))
 
 
+_READERS: dict[str, Any] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def reader() -> Any:
+    """Who answers: a :class:`DatabaseReader` on the results database when Airflow has the
+    connection ``painting_results_db`` (its engine made once per process and connection), else
+    the output directory's :func:`ledger_set`."""
+    from include.painting_simulator import airflow_runtime
+
+    connection = airflow_runtime.results_connection()
+    if connection is None:
+        from include.painting_simulator.dashboard.ledger_reader import ledger_set
+
+        return ledger_set(output_dir())
+    key = f"{connection.conn_type} {connection.get_uri()}"
+    with _READERS_LOCK:
+        if key not in _READERS:
+            from include.painting_simulator.dashboard.database_reader import DatabaseReader
+            from include.painting_simulator.results_db import DatabaseResults
+
+            conn_id = settings.RESULTS_DB_CONN_ID
+            engine = airflow_runtime.results_engine(connection, conn_id, pooled=True)
+            _READERS[key] = DatabaseReader(DatabaseResults(engine, conn_id))
+        return _READERS[key]
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
@@ -118,7 +149,7 @@ def simulator_state(run_counts: Any) -> dict[str, Any]:
 
 
 def create_app() -> FastAPI:
-    from include.painting_simulator.dashboard.ledger_reader import ledger_set, now_minute
+    from include.painting_simulator.dashboard.answers import now_minute
 
     app = FastAPI(
         title="Painting anomalies",
@@ -158,11 +189,11 @@ def create_app() -> FastAPI:
     ) -> dict[str, Any]:
         """Counts, anomaly rate over time, anomalies by issue code and by machine in the time
         range ending now, all-time totals, and the simulator's state."""
-        ledgers = ledger_set(output_dir())
-        result = ledgers.summary(*range_minutes(range_))
+        store = reader()
+        result = store.summary(*range_minutes(range_))
         if result["indexing"] is None:
             result["range"]["name"] = range_
-            run_counts = ledgers.run_counts
+            run_counts = store.run_counts
         else:  # the first pass over big ledgers is still running: the state, without counts
             run_counts = lambda run_id: None  # noqa: E731
         result["simulator"] = simulator_state(run_counts)
@@ -173,7 +204,7 @@ def create_app() -> FastAPI:
     def recent_replays(limit: int = Query(10, ge=1, le=MAX_REPORTS)) -> dict[str, Any]:
         """The newest painting_replay reports (thresholds, throughput, latency, agreement,
         accuracy), newest first."""
-        return ledger_set(output_dir()).replay_reports(limit)
+        return reader().replay_reports(limit)
 
     @app.get("/api/shadow", dependencies=guarded)
     def shadow(
@@ -181,7 +212,7 @@ def create_app() -> FastAPI:
     ) -> dict[str, Any]:
         """Shadow mode's agreement with the candidate model service over the time range, in
         the summary's buckets (the simulator's rows; replay runs left out)."""
-        result = ledger_set(output_dir()).shadow(*range_minutes(range_))
+        result = reader().shadow(*range_minutes(range_))
         if result["indexing"] is None:
             result["range"]["name"] = range_
         return result
@@ -189,7 +220,7 @@ def create_app() -> FastAPI:
     @app.get("/api/shadow/disagreements", dependencies=guarded)
     def disagreements(limit: int = Query(20, ge=1, le=MAX_REPORTS)) -> dict[str, Any]:
         """The newest rows on which production and the candidate disagreed, newest first."""
-        return ledger_set(output_dir()).disagreements(limit)
+        return reader().disagreements(limit)
 
     @app.get("/api/anomalies/recent", dependencies=guarded)
     def recent_anomalies(
@@ -197,7 +228,7 @@ def create_app() -> FastAPI:
     ) -> dict[str, Any]:
         """The newest anomaly records as the ledger holds them, newest first, a page at a
         time (``offset`` counts from the newest)."""
-        return ledger_set(output_dir()).recent("anomaly", limit, offset)
+        return reader().recent("anomaly", limit, offset)
 
     return app
 

@@ -121,17 +121,28 @@ RESULTS_DB_HOOKS = {
 def results_database(conn_id: str = settings.RESULTS_DB_CONN_ID) -> Engine | None:
     """The SQLAlchemy engine of the results database, or None when Airflow has no connection
     ``conn_id`` (one lookup; the engine comes from the provider hook of the connection's type)."""
-    import importlib
+    connection = results_connection(conn_id)
+    return None if connection is None else results_engine(connection, conn_id)
 
+
+def results_connection(conn_id: str = settings.RESULTS_DB_CONN_ID) -> Any:
+    """Airflow's connection ``conn_id`` (the results database), or None when there is none."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from include.painting_simulator.results_db import ResultsDatabaseError, engine_kwargs
-
     try:
-        connection = BaseHook.get_connection(conn_id)
+        return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         return None
+
+
+def results_engine(connection: Any, conn_id: str, *, pooled: bool = False) -> Engine:
+    """The engine of the results database of ``connection`` through its type's provider hook;
+    ``pooled`` for a long-lived reader (the dashboard), else no pool (see ``engine_kwargs``)."""
+    import importlib
+
+    from include.painting_simulator.results_db import ResultsDatabaseError, engine_kwargs
+
     if connection.conn_type not in RESULTS_DB_HOOKS:
         raise ResultsDatabaseError(
             f"connection {conn_id!r} is of type {connection.conn_type!r}: the results database "
@@ -143,7 +154,7 @@ def results_database(conn_id: str = settings.RESULTS_DB_CONN_ID) -> Engine | Non
     )
     dialect = "sqlite" if connection.conn_type == "sqlite" else "postgresql"
     try:
-        return hook.get_sqlalchemy_engine(engine_kwargs=engine_kwargs(dialect))
+        return hook.get_sqlalchemy_engine(engine_kwargs=engine_kwargs(dialect, pooled=pooled))
     except Exception as exc:  # e.g. a malformed URL: name the connection, never its password
         message = str(exc).replace(connection.password, "***") if connection.password else exc
         raise ResultsDatabaseError(
@@ -152,11 +163,22 @@ def results_database(conn_id: str = settings.RESULTS_DB_CONN_ID) -> Engine | Non
         ) from None
 
 
+def current_dag_id() -> str | None:
+    """The DAG of the running task (None outside a task, e.g. in a callback): the results
+    database marks the rows it writes with it."""
+    from airflow.sdk import get_current_context
+
+    try:
+        return get_current_context()["dag"].dag_id
+    except RuntimeError:  # no task context here (a callback)
+        return None
+
+
 def results_store(output_dir: str) -> ResultsWriter:
     """The results writer for ``output_dir`` (see :func:`results`); logs which store it is."""
     from include.painting_simulator.results import open_results
 
-    writer = open_results(output_dir, results_database())
+    writer = open_results(output_dir, results_database(), current_dag_id())
     log.info("results → %s", writer.describe())
     return writer
 

@@ -139,12 +139,14 @@ class JsonLinesResults:
         return Progress(self.ledgers.output_dir, run_id, shard)  # a file in the output dir
 
 
-def open_results(output_dir: str, database: Engine | None = None) -> ResultsWriter:
+def open_results(
+    output_dir: str, database: Engine | None = None, dag_id: str | None = None
+) -> ResultsWriter:
     """The results store of a run: the results database behind ``database`` (an engine made
-    with :func:`results_db.engine_kwargs`) when there is one, else the JSON-lines ledgers in
-    ``output_dir``."""
+    with :func:`results_db.engine_kwargs`) when there is one, its rows marked as DAG
+    ``dag_id``'s, else the JSON-lines ledgers in ``output_dir``."""
     if database is None:
         return JsonLinesResults(output_dir)
     from include.painting_simulator.results_db import DatabaseResults
 
-    return DatabaseResults(database)
+    return DatabaseResults(database, dag_id=dag_id)

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from include.painting_simulator import settings
+from include.painting_simulator import results_counts, settings
 from include.painting_simulator.ledger import json_line
 from include.painting_simulator.records import FailureRecord, Result, RowRecord, row_record, utc_now
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 # The schema's version: raise it with every change to the tables, and add the step from the
 # version before to UPGRADES.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Rows per INSERT statement (a replay chunk of 5,000 rows is a few statements, one transaction).
 INSERT_ROWS = 500
 # The transaction-scoped PostgreSQL advisory lock that serialises schema creation.
@@ -68,18 +68,19 @@ class SchemaError(ResultsDatabaseError):
     """The database's schema is not this code's: newer, or a table of the wrong shape."""
 
 
-def engine_kwargs(dialect: str) -> dict[str, Any]:
+def engine_kwargs(dialect: str, *, pooled: bool = False) -> dict[str, Any]:
     """The ``create_engine`` arguments the store needs: JSON written as the ledgers write it; no
     pool (a task writes a few batches and ends: a long-lived process such as the dag-processor,
-    which runs the failure callbacks, must not keep a connection per callback); for SQLite, a
-    writer waits for another's lock."""
+    which runs the failure callbacks, must not keep a connection per callback) unless ``pooled``
+    (the dashboard's reader: one engine per api-server process, a few connections kept, checked
+    before use); for SQLite, a writer waits for another's lock."""
     from sqlalchemy.pool import NullPool
 
-    kwargs: dict[str, Any] = {
-        "json_serializer": json_line,
-        "json_deserializer": json.loads,
-        "poolclass": NullPool,
-    }
+    kwargs: dict[str, Any] = {"json_serializer": json_line, "json_deserializer": json.loads}
+    if pooled:
+        kwargs.update(pool_size=4, max_overflow=4, pool_pre_ping=True, pool_recycle=1800)
+    else:
+        kwargs["poolclass"] = NullPool
     if dialect == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_SECONDS}
     return kwargs
@@ -134,6 +135,7 @@ def schema(dialect: str) -> tuple[MetaData, dict[str, dict[str, str]]]:
         Column("status", Integer),
         Column("error", Text),
         Column("record", JSON, nullable=False),
+        Column("dag_id", Text),  # version 2: the DAG that wrote the row (NULL: not known)
         PrimaryKeyConstraint("run_id", "blob", "row_number", name="painting_results_pkey"),
     )
     # The dashboard's queries: a time range, by kind, by machine.
@@ -178,6 +180,7 @@ def schema(dialect: str) -> tuple[MetaData, dict[str, dict[str, str]]]:
         Column("tally", JSON, nullable=False),
         PrimaryKeyConstraint("run_id", "shard", name="painting_replay_progress_pkey"),
     )
+    results_counts.define(meta)  # version 2: the dashboard's counts
     Table(
         settings.SCHEMA_VERSION_TABLE,
         meta,
@@ -202,8 +205,8 @@ def _family(type_: Any) -> str:
 
 
 # Upgrades: the version a step starts from -> the step (a function of the open connection and
-# the schema's tables). Version 1 is the first: nothing to upgrade yet.
-UPGRADES: dict[int, Any] = {}
+# the schema's tables). 1 -> 2: the rows' dag_id and the dashboard's counts, backfilled.
+UPGRADES: dict[int, Any] = {1: results_counts.backfill}
 SCHEMA_NAME = "painting_results"
 
 
@@ -238,8 +241,10 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def result_row(record: RowRecord, kind: str, dialect: str) -> dict[str, Any]:
-    """The ``painting_results`` row of one row record."""
+def result_row(
+    record: RowRecord, kind: str, dialect: str, dag_id: str | None = None
+) -> dict[str, Any]:
+    """The ``painting_results`` row of one row record, written by DAG ``dag_id``."""
     data = record.get("original_data") or {}
     issue = (record.get("prediction") or {}).get("issue") if kind == settings.ANOMALY else None
     return {
@@ -254,6 +259,7 @@ def result_row(record: RowRecord, kind: str, dialect: str) -> dict[str, Any]:
         "status": record.get("status"),
         "error": record.get("error"),
         "record": record,
+        "dag_id": dag_id,
     }
 
 
@@ -261,11 +267,16 @@ class DatabaseResults:
     """The results database behind one SQLAlchemy engine (PostgreSQL or SQLite).
 
     Build the engine with :func:`engine_kwargs` (the DAGs build it from the connection's provider
-    hook, :func:`airflow_runtime.results`). ``conn_id`` names the connection in every error.
+    hook, :func:`airflow_runtime.results`). ``conn_id`` names the connection in every error;
+    ``dag_id`` is the DAG whose rows this writer writes (the rows' ``dag_id`` column: a replay's
+    rows are kept out of shadow mode's counts).
     """
 
-    def __init__(self, engine: Engine, conn_id: str = settings.RESULTS_DB_CONN_ID) -> None:
-        self.engine, self.conn_id = engine, conn_id
+    def __init__(
+        self, engine: Engine, conn_id: str = settings.RESULTS_DB_CONN_ID,
+        dag_id: str | None = None,
+    ) -> None:  # fmt: skip
+        self.engine, self.conn_id, self.dag_id = engine, conn_id, dag_id
         self.dialect = engine.dialect.name
         if self.dialect not in ("postgresql", "sqlite"):
             raise ResultsDatabaseError(
@@ -299,8 +310,8 @@ class DatabaseResults:
         for result in results:
             record = row_record(result, run_id, logged_at)
             records.append(record)
-            rows.append(result_row(record, result["kind"], self.dialect))
-        new = self._insert_once(settings.RESULTS_TABLE, rows) if rows else 0
+            rows.append(result_row(record, result["kind"], self.dialect, self.dag_id))
+        new = self._insert_rows(rows) if rows else 0
         return RowsWritten(records, new)
 
     def write_failure(self, record: FailureRecord) -> bool:
@@ -336,13 +347,38 @@ class DatabaseResults:
         # compiled once), not ``.values(rows)``, whose SQL is compiled anew for every batch: that
         # compile was most of a chunk's write (make bench, docs/performance.md).
         statement = (
-            _dialect_insert(self.dialect)(table).on_conflict_do_nothing().returning(table.c.run_id)
+            dialect_insert(self.dialect)(table).on_conflict_do_nothing().returning(table.c.run_id)
         )
         new = 0
         with self.connection() as connection:
             for start in range(0, len(rows), INSERT_ROWS):
                 new += len(connection.execute(statement, rows[start : start + INSERT_ROWS]).all())
         return new
+
+    def _insert_rows(self, rows: list[dict[str, Any]]) -> int:
+        """Insert the ``painting_results`` rows not there yet and, in the same transaction, add
+        the new ones (those RETURNING gives back) to the dashboard's counts; how many were new."""
+        table = self.table(settings.RESULTS_TABLE)
+        statement = (
+            dialect_insert(self.dialect)(table)
+            .on_conflict_do_nothing()
+            .returning(table.c.run_id, table.c.blob, table.c.row_number)
+        )
+        with self.connection() as connection:
+            new: set[tuple[Any, ...]] = set()
+            for start in range(0, len(rows), INSERT_ROWS):
+                chunk = rows[start : start + INSERT_ROWS]
+                new.update(tuple(key) for key in connection.execute(statement, chunk).all())
+            fresh, seen = [], set()
+            for row in rows:
+                key = (row["run_id"], row["blob"], row["row_number"])
+                if key in new and key not in seen:
+                    seen.add(key)
+                    fresh.append(row)
+            if fresh:
+                replay = self.dag_id == settings.REPLAY_DAG_ID
+                results_counts.add(connection, self.meta, self.dialect, fresh, replay)
+        return len(new)
 
     # --- reads ---
 
@@ -491,7 +527,7 @@ class DatabaseProgress:
     def save(self, tally: Any) -> None:
         table = self.store.table(settings.REPLAY_PROGRESS_TABLE)
         row = {"run_id": self.run_id, "shard": self.shard, "tally": tally.to_json()}
-        statement = _dialect_insert(self.store.dialect)(table).values(row)
+        statement = dialect_insert(self.store.dialect)(table).values(row)
         statement = statement.on_conflict_do_update(
             index_elements=[table.c.run_id, table.c.shard], set_={"tally": statement.excluded.tally}
         )
@@ -499,7 +535,7 @@ class DatabaseProgress:
             connection.execute(statement)
 
 
-def _dialect_insert(dialect: str) -> Any:
+def dialect_insert(dialect: str) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -512,6 +548,10 @@ def _sqlite_write_lock_on_begin(engine: Engine) -> None:
     processes wait for each other (busy timeout) instead of failing on a read-to-write upgrade
     (SQLAlchemy's recipe for pysqlite's own transaction handling)."""
     from sqlalchemy import event
+
+    if getattr(engine, "_painting_sqlite_lock", False):  # a second store on the same engine
+        return
+    engine._painting_sqlite_lock = True  # type: ignore[attr-defined]
 
     @event.listens_for(engine, "connect")
     def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:

@@ -105,6 +105,21 @@ REPLAY_REPORTS_TABLE = "painting_replay_reports"
 # A replay shard's progress (what its retry resumes after), as the store keeps it.
 REPLAY_PROGRESS_TABLE = "painting_replay_progress"
 SCHEMA_VERSION_TABLE = "painting_schema_version"
+# The dashboard's counts, kept by the results database as rows are inserted (schema version 2):
+# rows per minute and kind, anomalies per minute and issue code / machine, shadow mode's figures
+# per minute, and the disagreements.
+MINUTE_COUNTS_TABLE = "painting_minute_counts"
+MINUTE_ISSUES_TABLE = "painting_minute_issues"
+MINUTE_MACHINES_TABLE = "painting_minute_machines"
+MINUTE_SHADOW_TABLE = "painting_minute_shadow"
+DISAGREEMENTS_TABLE = "painting_disagreements"
+# The same counts per hour (``minute``: the hour's first), for long time ranges.
+HOURLY_TABLES = {
+    MINUTE_COUNTS_TABLE: "painting_hour_counts",
+    MINUTE_ISSUES_TABLE: "painting_hour_issues",
+    MINUTE_MACHINES_TABLE: "painting_hour_machines",
+    MINUTE_SHADOW_TABLE: "painting_hour_shadow",
+}
 # The Asset the anomaly ledger is declared as (the simulator's log_anomalies task updates it).
 ANOMALY_LEDGER_ASSET_NAME = "painting_issue_logs"
 

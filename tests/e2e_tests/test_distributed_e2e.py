@@ -15,11 +15,9 @@ PostgreSQL server as the metadata DB. The two workers share nothing on disk but 
 has its own AIRFLOW_HOME, task-log folder, row cache and ``painting_output_dir``
 (:class:`scripts.distributed_stack.WorkerHome`); nothing else but PostgreSQL, Redis and the
 api-server connects them. The test proves every row is in ``painting_results`` exactly once, the
-replay report is in ``painting_replay_reports``, both workers ran task instances (their logs in
-their own folders) and no worker wrote a file into its output dir.
-
-Not checked here yet: the dashboard API's totals. The dashboard reads the JSON-lines files, not
-the results database, so with the database as the store it has nothing to show (a later part).
+replay report is in ``painting_replay_reports``, the dashboard's API on the api-server gives the
+same totals (it reads the database), both workers ran task instances (their logs in their own
+folders) and no worker wrote a file into its output dir.
 
 Differences from the compose file, none of which touches distributed execution: the simple auth
 manager instead of FAB (not installed here), and the workers share one host, so each records its
@@ -272,6 +270,18 @@ def test_celery_workers_with_separate_directories_record_every_row_once_in_the_d
     reports = stack.results.records(settings.REPLAY_REPORTS_TABLE)
     assert [r["run_id"] for r in reports] == [replay_run]
     assert reports[0]["rows"] == REPLAY_CONF["rows"]
+
+    # The dashboard's API, served by the api-server, answers from the same database: its
+    # all-time totals are the table's rows per kind, its last run's counts that run's rows.
+    summary = stack.request("GET", "/painting/api/summary?range=all")
+    per_kind = dict(stack.results.rows("SELECT kind, count(*) FROM painting_results GROUP BY 1"))
+    totals = {kind: per_kind.get(kind, 0) for kind in settings.KINDS}
+    assert summary["totals"] == summary["counts"] == {**totals, "total": len(stored)}
+    last = summary["simulator"]["last_run"]
+    assert last["run_id"] in {r["dag_run_id"] for r in runs}
+    of_last = [entry for (run_id, _, _), [entry] in stored.items() if run_id == last["run_id"]]
+    assert last["records"] == {kind: sum(k == kind for k, _ in of_last) for kind in settings.KINDS}
+    assert sum(last["records"].values()) == BATCH_SIZE
 
     # Both Celery workers executed task instances (each records its name as the hostname), the
     # replay's two shards included; each successful try's log is in its worker's own log folder

@@ -66,7 +66,7 @@ def test_first_use_creates_the_schema_and_the_version_and_names_the_store(result
     written = store.write_rows(RUN, mixed_results())
 
     assert written.new == 4
-    assert results_db.scalar("SELECT version FROM painting_schema_version") == 1
+    assert results_db.scalar("SELECT version FROM painting_schema_version") == 2
     assert results_db.scalar("SELECT count(*) FROM painting_results") == 4
     assert (
         results_db.scalar(
@@ -184,9 +184,9 @@ def test_a_database_at_a_newer_schema_version_is_refused_and_nothing_written(res
     results_db.store().write_failure(
         failure_record(dag_id="d", run_id=RUN, task_id="t", try_number=1, cause="c")
     )
-    results_db.execute("UPDATE painting_schema_version SET version = 2")
+    results_db.execute("UPDATE painting_schema_version SET version = 3")
 
-    with pytest.raises(SchemaError, match="schema version 2, newer than this code's 1") as error:
+    with pytest.raises(SchemaError, match="schema version 3, newer than this code's 2") as error:
         results_db.store().write_rows(RUN, mixed_results())
 
     assert "'painting_results_db'" in str(error.value)
@@ -308,7 +308,13 @@ def test_the_documented_example_queries_run(results_db, monkeypatch):
     database.write_rows("later", [anomaly, {**anomaly, "source": {"blob": "b.csv", "row": 0}}])
 
     queries = documented_queries(results_db.kind)
-    assert set(queries) == {"anomalies per machine per hour", "the last 10 anomalies"}
+    counts = "anomalies per issue code per hour, from the counts"
+    assert set(queries) == {"anomalies per machine per hour", "the last 10 anomalies", counts}
+    per_code = [
+        (str(h)[:13].replace(" ", "T"), i, n) for h, i, n in results_db.rows(queries[counts])
+    ]
+    assert per_code == [("2026-12-01T10", "PAINT-EQ-VOL-INVALID", 1),
+                        ("2026-12-01T11", "PAINT-EQ-VOL-INVALID", 2)]  # fmt: skip
     per_hour = results_db.rows(queries["anomalies per machine per hour"])
     hours = [(str(hour)[:13].replace(" ", "T"), machine, n) for hour, machine, n in per_hour]
     assert hours == [("2026-12-01T10", "PAINT-3", 1), ("2026-12-01T11", "PAINT-3", 2)]

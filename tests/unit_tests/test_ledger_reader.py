@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from include.painting_simulator.dashboard import ledger_reader
+from include.painting_simulator.dashboard import answers, ledger_reader
+from include.painting_simulator.dashboard.answers import bucket_minutes
 from include.painting_simulator.dashboard.ledger_reader import (
     LedgerIndex,
     LedgerSet,
-    bucket_minutes,
     lines_backwards,
     minute_of,
     newest_records,
@@ -357,7 +357,7 @@ def test_old_minutes_are_folded_into_hours_and_ranges_still_add_up(tmp_path: Pat
     path = tmp_path / LEDGER_FILES["anomaly"]
     start = minute_of("2026-01-01T00:00:00Z")
     stamps = [start + m for m in range(0, 10 * 24 * 60, 7)]  # every 7 minutes for 10 days
-    iso = [ledger_reader.minute_iso(m).replace("Z", ":00.000Z") for m in stamps]
+    iso = [answers.minute_iso(m).replace("Z", ":00.000Z") for m in stamps]
     write_lines(path, [anomaly(i, t, machine=f"PAINT-{i % 3}") for i, t in enumerate(iso)])
     index = LedgerIndex(str(path))
     newest = stamps[-1]
@@ -383,7 +383,7 @@ def test_a_record_stamped_in_the_future_never_moves_the_fold(tmp_path: Path):
     """Ages are measured from the clock: one line stamped 2099 (a wrong clock, a hand-edited
     ledger) leaves the recent minutes exact, and is counted apart as ``future``."""
     now = minute_of("2026-06-01T12:30:00Z")
-    at = lambda minute: ledger_reader.minute_iso(minute).replace("Z", ":10.000Z")  # noqa: E731
+    at = lambda minute: answers.minute_iso(minute).replace("Z", ":10.000Z")  # noqa: E731
     recent = [now - 3, now - 3, now - 14, now - 40]
     old = now - 9 * 24 * 60 - 17  # more than 8 days ago: kept per hour
     write_lines(
@@ -404,9 +404,9 @@ def test_a_record_stamped_in_the_future_never_moves_the_fold(tmp_path: Path):
     assert hour["counts"]["anomaly"] == 4
     assert hour["range"]["bucket_minutes"] == 1
     timeline = {b["start"]: b["anomaly"] for b in hour["timeline"] if b["anomaly"]}
-    assert timeline == {ledger_reader.minute_iso(now - 3): 2,
-                        ledger_reader.minute_iso(now - 14): 1,
-                        ledger_reader.minute_iso(now - 40): 1}  # fmt: skip
+    assert timeline == {answers.minute_iso(now - 3): 2,
+                        answers.minute_iso(now - 14): 1,
+                        answers.minute_iso(now - 40): 1}  # fmt: skip
     assert "PAINT-WRONG-CLOCK" not in {m["machine"] for m in hour["by_machine"]}
 
     # "all": the future record is counted (and in the breakdowns), the timeline ends now.
@@ -415,7 +415,7 @@ def test_a_record_stamped_in_the_future_never_moves_the_fold(tmp_path: Path):
     assert everything["totals"]["anomaly"] == 6
     assert {"issue": "PAINT-EQ-FUTURE", "count": 1} in everything["by_issue"]
     assert sum(b["anomaly"] for b in everything["timeline"]) == 5
-    assert everything["range"]["to"] == ledger_reader.minute_iso(end)
+    assert everything["range"]["to"] == answers.minute_iso(end)
 
     # The fold is measured from now: the old record's minute went into its hour, no more.
     index = ledgers.indexes["anomaly"]

@@ -36,29 +36,25 @@ import bisect
 import json
 import os
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any, NamedTuple
 
-from include.painting_simulator.dashboard.model_checks import (
-    agreement_rate,
-    replay_report,
+from include.painting_simulator.dashboard.answers import (
+    buckets,
+    kind_counts,
+    label,
+    minute_of,
+    now_minute,
+    shadow_answer,
+    shadow_labels,
+    summary_answer,
 )
-from include.painting_simulator.records import (
-    AGREED,
-    CANDIDATE_ERROR,
-    candidate_label,
-    is_row_record,
-    shadow_outcome,
-    verdict_label,
-)
+from include.painting_simulator.dashboard.model_checks import replay_report
+from include.painting_simulator.records import AGREED, CANDIDATE_ERROR, is_row_record
 from include.painting_simulator.settings import (
-    ERROR,
-    KINDS,
     LEDGER_FILES,
     REPLAY_SUMMARY_FILE,
     RUN_FAILURES_LEDGER,
@@ -70,10 +66,8 @@ MINUTE_DETAIL = 8 * 24 * 60
 BLOCK_SIZE = 1 << 16
 # Per-run counts are kept for the most recent runs only (the dashboard shows the last run).
 MAX_RUNS = 1000
-UNKNOWN = "(unknown)"
 # The newest disagreements each row ledger keeps for the dashboard's table.
 MAX_DISAGREEMENTS = 500
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def lines_backwards(path: str, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
@@ -141,51 +135,9 @@ def newest_records(path: str, limit: int, offset: int = 0) -> list[dict[str, Any
     return records
 
 
-def minute_of(timestamp: Any) -> int | None:
-    """Minutes since the epoch (UTC) of an ISO-8601 timestamp, or None if it is not one."""
-    if not isinstance(timestamp, str) or len(timestamp) < 16:
-        return None
-    try:
-        if timestamp.endswith("Z") or timestamp.endswith("+00:00") or len(timestamp) == 16:
-            # The ledgers' own format: the minute is the first 16 characters (fast path; a
-            # minute holds many records, so its parse is cached).
-            return _utc_minute(timestamp[:16])
-        moment = datetime.fromisoformat(timestamp)
-    except ValueError:
-        return None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-    return int((moment - _EPOCH).total_seconds() // 60)
-
-
-@lru_cache(maxsize=4096)
-def _utc_minute(minute: str) -> int:
-    if minute[4] != "-" or minute[7] != "-" or minute[10] != "T" or minute[13] != ":":
-        raise ValueError(f"not an ISO-8601 minute: {minute!r}")
-    moment = datetime(
-        int(minute[:4]), int(minute[5:7]), int(minute[8:10]), int(minute[11:13]),
-        int(minute[14:16]), tzinfo=UTC,
-    )  # fmt: skip
-    return int((moment - _EPOCH).total_seconds() // 60)
-
-
-def now_minute() -> int:
-    """Now, in minutes since the epoch (UTC): the clock every age is measured from."""
-    return int(time.time() // 60)
-
-
-def minute_iso(minute: int) -> str:
-    return (_EPOCH + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%MZ")
-
-
-def _text(value: Any) -> str:
-    if value is None or value == "":
-        return UNKNOWN
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _bump(table: dict[int, dict[str, int]], minute: int, name: Any) -> None:
     if name.__class__ is not str or not name:
-        name = _text(name)
+        name = label(name)
     counts = table.get(minute)
     if counts is None:
         table[minute] = {name: 1}
@@ -441,12 +393,7 @@ class LedgerIndex:
     def _add_shadow(self, raw: bytes, line: Line, minute: int) -> None:
         """Count a row with a candidate (:func:`shadow_outcome`); keep it if they disagree."""
         kind, issue = line.candidate  # type: ignore[misc]
-        try:
-            production, label, outcome = _shadow_labels(self.kind, line.issue, kind, issue)
-        except TypeError:  # a value that is no code (a list, an object): as text, or none
-            production, label, outcome = _shadow_labels(
-                self.kind, _text(line.issue), kind if kind.__class__ is str else None, None
-            )
+        production, candidate, outcome = shadow_labels(self.kind, line.issue, kind, issue)
         if outcome is None:
             return
         run_id = line.run_id
@@ -458,7 +405,7 @@ class LedgerIndex:
         else:  # a triggered run: maybe a replay's, told apart at answering
             kept = self.triggered_disagreements
             runs = self.shadow_runs.setdefault(minute, {})
-            key = run_id if run_id.__class__ is str else _text(run_id)
+            key = run_id if run_id.__class__ is str else label(run_id)
             figures = runs.get(key)
             if figures is None:
                 figures = runs[key] = [0, 0, 0]
@@ -478,7 +425,7 @@ class LedgerIndex:
                 "blob": source.get("blob"),
                 "row": source.get("row"),
                 "production": production,
-                "candidate": label,
+                "candidate": candidate,
                 "run_id": run_id,
             }
         )
@@ -520,18 +467,6 @@ class SummaryIndex(LedgerIndex):
             return
         self.lines += 1
         self.replay_runs.add(run_id)  # type: ignore[arg-type]
-
-
-# Bucket widths for the timeline, in minutes: the first giving at most MAX_BUCKETS buckets.
-BUCKET_CHOICES = (1, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 10080)
-MAX_BUCKETS = 120
-
-
-def bucket_minutes(span_minutes: int) -> int:
-    for width in BUCKET_CHOICES:
-        if span_minutes / width <= MAX_BUCKETS:
-            return width
-    return BUCKET_CHOICES[-1]
 
 
 class LedgerSet:
@@ -631,9 +566,9 @@ class LedgerSet:
         with self._lock:
             everything = start is None
             anomalies = self.indexes["anomaly"]
-            start, width, buckets = self._buckets(start, end)
-            timeline = {b: dict.fromkeys(KINDS, 0) for b in buckets}
-            counts = dict.fromkeys(KINDS, 0)
+            start, width, starts = self._buckets(start, end)
+            timeline = {b: kind_counts() for b in starts}
+            counts = kind_counts()
             for kind, index in self.indexes.items():
                 for minute in index.minutes_in(start, end):
                     n = index.minutes[minute]
@@ -643,39 +578,21 @@ class LedgerSet:
             if everything:
                 counts = {kind: n + future[kind] for kind, n in counts.items()}
             until = None if everything else end
-            by_issue = anomalies.breakdown("issues", start, until)
-            by_machine = anomalies.breakdown("machines", start, until)
-            totals = {kind: index.lines for kind, index in self.indexes.items()}
-            skipped = sum(index.skipped for index in self.indexes.values())
-            run_failures = sum(index.run_failures for index in self._all())
-            newest = max((i.newest for i in self.indexes.values() if i.newest), default=None)
-        return {
-            "indexing": None,
-            "range": {"from": minute_iso(start), "to": minute_iso(end), "bucket_minutes": width},
-            "counts": {**counts, "total": sum(counts.values())},
-            "anomaly_rate": _rate(counts["anomaly"], counts["normal"]),
-            "timeline": [
-                {"start": minute_iso(b), **c, "anomaly_rate": _rate(c["anomaly"], c["normal"])}
-                for b, c in timeline.items()
-            ],
-            "by_issue": _ranked(by_issue, "issue"),
-            "by_machine": _ranked(by_machine, "machine"),
-            "totals": {**totals, "total": sum(totals.values())},
-            "skipped_lines": skipped,
-            "run_failures": run_failures,
-            "future": {**future, "total": sum(future.values())},
-            "newest_record": newest,
-        }
+            return summary_answer(
+                start, end, width, counts=counts, timeline=timeline,
+                by_issue=anomalies.breakdown("issues", start, until),
+                by_machine=anomalies.breakdown("machines", start, until),
+                totals={kind: index.lines for kind, index in self.indexes.items()},
+                future=future,
+                skipped=sum(index.skipped for index in self.indexes.values()),
+                run_failures=sum(index.run_failures for index in self._all()),
+                newest=max((i.newest for i in self.indexes.values() if i.newest), default=None),
+            )  # fmt: skip
 
     def _buckets(self, start: int | None, end: int) -> tuple[int, int, range]:
-        """The range's first minute (None: the first any row ledger holds), the bucket width
-        and the buckets' first minutes: the timeline's, for every chart over time."""
-        if start is None:  # all of it: from the first minute any ledger holds
-            firsts = [i.keys[0] for i in self.indexes.values() if i.keys]
-            start = min(firsts) if firsts else end - 60
-        start = min(start, end - 1)
-        width = bucket_minutes(end - start)
-        return start, width, range(start - start % width, end, width)
+        """:func:`answers.buckets` from the first minute any row ledger holds."""
+        firsts = [i.keys[0] for i in self.indexes.values() if i.keys]
+        return buckets(start, min(firsts) if firsts else None, end)
 
     def shadow(self, start: int | None, end: int, wait: float = 1.0) -> dict[str, Any]:
         """Shadow mode's agreement for minutes ``start`` <= m < ``end`` (None: everything), in
@@ -687,8 +604,8 @@ class LedgerSet:
             return {"indexing": {"progress": self.progress()}}
         with self._lock:
             everything = start is None
-            start, width, buckets = self._buckets(start, end)
-            timeline = {b: [0, 0, 0] for b in buckets}
+            start, width, starts = self._buckets(start, end)
+            timeline = {b: [0, 0, 0] for b in starts}
             counts, left_out = [0, 0, 0], 0
             for index in self.indexes.values():
                 for minute in index.minutes_in(start, None if everything else end):
@@ -705,15 +622,7 @@ class LedgerSet:
                             counts[i] += n
                             if bucket is not None:
                                 bucket[i] += n
-        return {
-            "indexing": None,
-            "range": {"from": minute_iso(start), "to": minute_iso(end), "bucket_minutes": width},
-            "counts": _shadow_counts(counts),
-            "timeline": [
-                {"start": minute_iso(b), **_shadow_counts(c)} for b, c in timeline.items()
-            ],
-            "replay_rows_left_out": left_out,
-        }
+        return shadow_answer(start, end, width, counts, timeline, left_out)
 
     def disagreements(self, limit: int, wait: float = 1.0) -> dict[str, Any]:
         """The newest rows on which production and the candidate gave different verdicts,
@@ -746,45 +655,6 @@ class LedgerSet:
                 reports.append(replay_report(record))
         total = self.summaries.lines if self.ready(wait) else None
         return {"total": total, "limit": limit, "reports": reports}
-
-
-@lru_cache(maxsize=4096)
-def _shadow_labels(
-    kind: str | None, issue: Any, candidate_kind: Any, candidate_issue: Any
-) -> tuple[str, str, str | None]:
-    """Production's label (``kind``: the ledger's), the candidate's and
-    :func:`shadow_outcome` (cached: a ledger holds few distinct verdicts). A candidate ``kind``
-    the dashboard does not know is no verdict (an error); an issue that is no text, none."""
-    production = verdict_label({"kind": kind or ERROR, "prediction": {"issue": issue}})  # type: ignore[typeddict-item]
-    if candidate_kind not in KINDS:
-        candidate_kind = ERROR
-    verdict = {
-        "kind": candidate_kind,
-        "issue": candidate_issue if isinstance(candidate_issue, str) else None,
-    }
-    label = candidate_label(verdict)  # type: ignore[arg-type]
-    return production, label, shadow_outcome(production, label)
-
-
-def _shadow_counts(figures: list[int]) -> dict[str, Any]:
-    compared, agreed, errors = figures
-    return {
-        "compared": compared,
-        "agreed": agreed,
-        "disagreed": compared - agreed,
-        "candidate_errors": errors,
-        "agreement": agreement_rate(compared, agreed),
-    }
-
-
-def _rate(anomalies: int, normals: int) -> float | None:
-    """Share of anomalies among the rows the model judged (errors have no verdict)."""
-    judged = anomalies + normals
-    return round(anomalies / judged, 4) if judged else None
-
-
-def _ranked(counts: dict[str, int], key: str) -> list[dict[str, Any]]:
-    return [{key: name, "count": n} for name, n in sorted(counts.items(), key=lambda i: -i[1])]
 
 
 _SETS: dict[str, LedgerSet] = {}
