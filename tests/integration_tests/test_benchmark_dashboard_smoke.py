@@ -24,14 +24,6 @@ pytestmark = pytest.mark.integration
 
 REPO = local_services.REPO
 ROWS = 2_000
-DASHBOARD_DIR = REPO / "include" / "painting_simulator" / "dashboard"
-DASHBOARD_CODE = [REPO / "plugins" / "painting_dashboard.py", *sorted(DASHBOARD_DIR.glob("*.py"))]
-
-
-def dashboard_reads_the_store() -> bool:
-    """Whether the dashboard's code uses the results database at all (issue 12's other part:
-    until it does, the dashboard answers from the files and its totals cannot match)."""
-    return any("results_db" in path.read_text(encoding="utf-8") for path in DASHBOARD_CODE)
 
 
 def test_the_dashboard_benchmark_on_postgresql_prints_every_endpoint_against_the_goal():
@@ -61,7 +53,6 @@ def test_the_dashboard_benchmark_on_postgresql_prints_every_endpoint_against_the
         line = rf"^  {re.escape(path)} +\d+\.\d ms +\d+\.\d ms  [✓✗]$"
         assert re.search(line, out, re.MULTILINE), (path, out)
     assert re.search(rf"^\d+ of {len(paths)} endpoints within", out, re.MULTILINE), out
-    if TOTALS_MISMATCH in result.stderr and not dashboard_reads_the_store():
-        pytest.xfail("the dashboard does not read the results database yet: " + result.stderr)
+    assert TOTALS_MISMATCH not in result.stderr, result.stderr[-3000:]
     assert result.returncode == 0, out[-2000:] + result.stderr[-3000:]
     assert "the answers' totals are the rows written ✓" in out, out
