@@ -34,7 +34,7 @@ def send(url: str, *, timeout: float = 5.0, limit: int = 4, **options):
 
     async def main():
         async with http1.Client(url, limit=limit, timeout=timeout, **options) as client:
-            return await sender.send_with_retries(client, BODY, attempts=1)
+            return await sender.send_with_retries(client, sender.encode_body(BODY)[1], attempts=1)
 
     return asyncio.run(main())
 

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from include.painting_simulator import model_client, settings
+from include.painting_simulator.ledger import encode_json
 from include.painting_simulator.records import (
     CandidateVerdict,
+    EncodedBody,
     Item,
     Result,
     candidate_verdict,
@@ -91,12 +93,26 @@ async def _post(client: http1.Client, payload: bytes) -> model_client.HttpAnswer
     )
 
 
+def encode_body(body: dict[str, Any]) -> tuple[EncodedBody, bytes]:
+    """The body with its JSON text (for its ledger line) and the bytes to POST: what
+    ``json.dumps(body)`` gives (non-ASCII characters escaped), encoded once per row."""
+    if isinstance(body, EncodedBody):
+        text = body.text
+    else:
+        text = encode_json(body)
+        body = EncodedBody(body, text)
+    # DEL is ASCII but json.dumps escapes it, as it does every non-ASCII character.
+    plain = text.isascii() and "\x7f" not in text
+    payload = text.encode() if plain else json.dumps(body).encode()
+    return body, payload
+
+
 async def send_with_retries(
-    client: http1.Client, body: dict[str, Any], attempts: int, backoff_seconds: float = 1.0
+    client: http1.Client, payload: bytes, attempts: int, backoff_seconds: float = 1.0
 ) -> model_client.CallResult:
-    """POST one body under the simulator's :class:`model_client.RetryPolicy`, on the event loop."""
+    """POST one body's ``payload`` (:func:`encode_body`) under the simulator's
+    :class:`model_client.RetryPolicy`, on the event loop."""
     policy = model_client.RetryPolicy(attempts, backoff_seconds)
-    payload = json.dumps(body).encode()  # encoded once per row, not once per attempt
     while True:
         try:
             answer: model_client.HttpAnswer | model_client.TransportError = await _post(
@@ -129,12 +145,13 @@ class _Sender:
         self.sent = 0
         self.answered = False
 
-    async def ask_candidate(self, body: dict[str, Any]) -> CandidateVerdict:
-        """The candidate's verdict on ``body``; any failure of its call is its error."""
+    async def ask_candidate(self, payload: bytes) -> CandidateVerdict:
+        """The candidate's verdict on the body ``payload``; any failure of its call is its
+        error."""
         session, endpoint = self.candidate  # type: ignore[misc]
         began = time.perf_counter()
         try:
-            call = await send_with_retries(session, body, endpoint.attempts)
+            call = await send_with_retries(session, payload, endpoint.attempts)
         except Exception as exc:  # the candidate never fails the production row
             cause = f"candidate call failed: {type(exc).__name__}: {exc}"
             return candidate_verdict(None, time.perf_counter() - began, cause)
@@ -148,9 +165,10 @@ class _Sender:
             self.sent += 1
             if (delay := due - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-        shadow = asyncio.ensure_future(self.ask_candidate(item["body"])) if self.candidate else None
+        body, payload = encode_body(item["body"])
+        shadow = asyncio.ensure_future(self.ask_candidate(payload)) if self.candidate else None
         began = time.perf_counter()
-        call = await send_with_retries(self.session, item["body"], self.endpoint.attempts)
+        call = await send_with_retries(self.session, payload, self.endpoint.attempts)
         latency = time.perf_counter() - began
         if not call.reached and not self.answered:
             if shadow is not None:
@@ -158,6 +176,7 @@ class _Sender:
             raise model_client.unreachable(call, item["source"], "the shard will be retried")
         self.answered = self.answered or call.reached
         result: Result = {**sent_result(item, call), "latency": latency}
+        result["original_data"] = body  # the same dict, with its JSON text for the ledger
         if shadow is not None:
             result["candidate"] = await shadow
         return result
