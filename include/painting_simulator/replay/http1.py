@@ -325,7 +325,13 @@ class Client:
         timer = loop.call_later(self.timeout, _expire, waiter)
         connection: _Connection | None = None
         try:
-            connection = await self._acquire(waiter)
+            # An idle connection is the common case: no coroutine to take it.
+            while self._idle and connection is None:
+                connection = self._idle.pop()
+                if connection.closed:
+                    connection, self._open = None, self._open - 1
+            if connection is None:
+                connection = await self._acquire(waiter)
             length = b"%d\r\n\r\n" % len(payload)
             connection.request(b"".join((self._head, length, payload)), waiter)
             return await waiter

@@ -3,8 +3,8 @@
 HTTP client: :mod:`replay.http1`, a lean HTTP/1.1 client on asyncio's protocols with a
 keep-alive pool of ``concurrency`` connections: one event loop keeps ``concurrency`` requests in
 flight, where ``requests`` would need a thread per request and the GIL would make the client,
-not the model service, the limit; and it takes about half the CPU per request that ``aiohttp``
-took, CPU that the model service gets instead when both share a machine
+not the model service, the limit; and it takes about a third of the CPU per request that
+``aiohttp`` took, CPU that the model service gets instead when both share a machine
 (``docs/performance.md``). The address, headers, basic auth and ``verify`` come from the
 ``painting_model_service`` connection through ``HttpHook`` (:func:`endpoint_from_hook`). What an
 answer means and when to retry are the simulator's own rules (:mod:`model_client`).
