@@ -347,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         "--model-workers", type=int, default=1, help="uvicorn workers of the model service"
     )
     parser.add_argument("--figures", default="1,2,3,4", help="which figures (default: all)")
+    parser.add_argument(
+        "--stores",
+        default=",".join(STORE_GOALS),
+        help=f"results stores of figure 3 (default: {','.join(STORE_GOALS)})",
+    )
     parser.add_argument("--workdir", default=None, help="sources and caches (default .local/bench)")
     for name in SIZES["full"]:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
@@ -354,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child-prefix", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.stores = [store.strip() for store in args.stores.split(",") if store.strip()]
+    if unknown := sorted(set(args.stores) - set(STORE_GOALS)):
+        parser.error(
+            f"--stores: unknown {', '.join(unknown)}; choose from {', '.join(STORE_GOALS)}"
+        )
     logging.getLogger("painting_simulator").setLevel(logging.WARNING)  # figures, not task logs
     if args.replay_child is not None:
         return replay_child(args)
@@ -445,14 +455,17 @@ def show_throughput(
 ) -> None:
     url = f"http://127.0.0.1:{model_port}/predict/"
     c, rows = args.concurrency, size["replay"]
-    wrk_rates: dict[str, list[float]] = {store: [] for store in STORE_GOALS}
-    replay_rates: dict[str, list[float]] = {store: [] for store in STORE_GOALS}
-    postgres = results_databases.start_postgres(
-        local_services.free_port(), workdir / "logs" / "postgres.log"
-    )
+    stores = {store: STORE_GOALS[store] for store in args.stores}
+    wrk_rates: dict[str, list[float]] = {store: [] for store in stores}
+    replay_rates: dict[str, list[float]] = {store: [] for store in stores}
+    postgres = None
+    if "postgresql" in stores:
+        postgres = results_databases.start_postgres(
+            local_services.free_port(), workdir / "logs" / "postgres.log"
+        )
     try:
         for _ in range(size["rounds"]):  # alternated, so a busy moment hits both sides alike
-            for store in STORE_GOALS:
+            for store in stores:
                 wrk_rates[store].append(wrk(url, c, size["wrk_seconds"], workdir))
                 with round_store(store, workdir, postgres) as (out_dir, results):
                     summary = replay_rows(rows, c, out_dir, prefix_of(size["large"]), results)
@@ -463,11 +476,12 @@ def show_throughput(
                                        f"not {rows:,}")  # fmt: skip
                 replay_rates[store].append(summary["throughput_rows_per_second"])
     finally:
-        postgres.stop()
+        if postgres is not None:
+            postgres.stop()
     print(f"\n3. Replay throughput ÷ wrk per results store, concurrency {c}, model service "
           f"--workers {args.model_workers} (medians of {size['rounds']} alternated rounds: wrk, "
           f"then {rows:,} rows replayed into a fresh store, progress included)")  # fmt: skip
-    for store, goal in STORE_GOALS.items():
+    for store, goal in stores.items():
         ours = statistics.median(replay_rates[store])
         reference = statistics.median(wrk_rates[store])
         rounds = [a / b for a, b in zip(replay_rates[store], wrk_rates[store], strict=True)]

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from include.painting_simulator.records import is_row_record
+from include.painting_simulator.records import EncodedBody, is_row_record
 from include.painting_simulator.settings import (
     LEDGER_FILES,
     REPLAY_SUMMARY_FILE,
@@ -43,10 +43,22 @@ LOCK_FILE = ".painting_ledger.lock"
 MAX_RECEIPTS = 2000
 
 
+# json.dumps(..., ensure_ascii=False) builds an encoder per call; one encoder does the same.
+encode_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def json_line(record: dict[str, Any]) -> str:
     """A record as one ledger line, without its newline (the results database stores the same
-    text, so that its export is byte for byte what this module writes)."""
-    return json.dumps(record, ensure_ascii=False)
+    text, so that its export is byte for byte what this module writes): exactly
+    ``json.dumps(record, ensure_ascii=False)``. A row record whose ``original_data`` (its last
+    key, :func:`records.row_record`) is an :class:`records.EncodedBody` reuses the body's text."""
+    data = record.get("original_data")
+    if type(data) is not EncodedBody or next(reversed(record)) != "original_data":
+        return encode_json(record)
+    head = encode_json({key: value for key, value in record.items() if key != "original_data"})
+    return f'{head[:-1]}, "original_data": {data.text}}}' if len(head) > 2 else (
+        f'{{"original_data": {data.text}}}'
+    )  # fmt: skip
 
 
 def _key(record: dict[str, Any]) -> tuple[str, int]:

@@ -75,11 +75,15 @@ def _is_record(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("issue"), str) and bool(value["issue"])
 
 
+# The verdict of nearly every row (an Outcome is immutable: one serves them all).
+_NORMAL = Outcome(NORMAL)
+
+
 def classify(answer: HttpAnswer) -> Outcome:
     """Turn a final (non-retryable) HTTP answer into an :class:`Outcome`."""
     status = answer.status
     if status == 204:
-        return Outcome(NORMAL)
+        return _NORMAL
     if status == 200:
         try:
             payload = json.loads(answer.text)

@@ -120,6 +120,18 @@ class FailureRecord(TypedDict):
     error: str
 
 
+class EncodedBody(dict):
+    """A request body (a plain dict for every reader) that carries ``text``, its JSON as a
+    ledger line spells it (:func:`ledger.json_line`): the replay encodes each body once, to
+    POST it, and its ledger line reuses that text instead of encoding the body again."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, body: dict[str, Any], text: str) -> None:
+        super().__init__(body)
+        self.text = text
+
+
 def utc_now() -> str:
     """Now as records spell it: ISO-8601 UTC with milliseconds and a ``Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

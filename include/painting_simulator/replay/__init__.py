@@ -9,7 +9,7 @@ chunk by chunk (the next chunk is being sent while the previous one is written),
 into a fixed-size histogram.
 
 * :mod:`.plan` which rows: the sequence's size, the shards, the items chunk by chunk;
-* :mod:`.sender` the HTTP sender on one event loop (aiohttp);
+* :mod:`.sender` the HTTP sender on one event loop; :mod:`.http1` its HTTP/1.1 client;
 * :mod:`.shard` one shard: send, record, remember progress (the ``replay_shard`` task);
 * :mod:`.figures` outcome counts, the latency histogram, verdicts against expectations;
 * :mod:`.thresholds` the release gate: limits checked up front, judged on the summary;

@@ -1,15 +1,17 @@
 """The replay's HTTP sender: items POSTed on one event loop with bounded concurrency and a rate.
 
-HTTP client: ``aiohttp`` (a requirement of Airflow's HTTP provider, whose async hook is built on
-it): one event loop and one pooled connector give ``concurrency`` requests in flight for a small
-fraction of a core, where ``requests`` would need a thread per request and the GIL would make the
-client, not the model service, the limit. The address, headers, basic auth and ``verify`` come
-from the ``painting_model_service`` connection through ``HttpHook`` (:func:`endpoint_from_hook`).
-What an answer means and when to retry are the simulator's own rules (:mod:`model_client`).
+HTTP client: :mod:`replay.http1`, a lean HTTP/1.1 client on asyncio's protocols with a
+keep-alive pool of ``concurrency`` connections: one event loop keeps ``concurrency`` requests in
+flight, where ``requests`` would need a thread per request and the GIL would make the client,
+not the model service, the limit; and it takes about a third of the CPU per request that
+``aiohttp`` took, CPU that the model service gets instead when both share a machine
+(``docs/performance.md``). The address, headers, basic auth and ``verify`` come from the
+``painting_model_service`` connection through ``HttpHook`` (:func:`endpoint_from_hook`). What an
+answer means and when to retry are the simulator's own rules (:mod:`model_client`).
 
 With a candidate model service (its own connection, the same :class:`Endpoint` path and retry
 policy), each sent row's body is POSTed to the candidate at the same time as to production, on a
-session of its own: production's latency is timed on its own call, and whatever the candidate
+pool of its own: production's latency is timed on its own call, and whatever the candidate
 does (down, slow, garbage) only becomes the result's ``candidate`` verdict, never its outcome.
 """
 
@@ -24,14 +26,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from include.painting_simulator import model_client, settings
+from include.painting_simulator.ledger import encode_json
 from include.painting_simulator.records import (
     CandidateVerdict,
+    EncodedBody,
     Item,
     Result,
     candidate_verdict,
     sent_result,
     unsent_result,
 )
+from include.painting_simulator.replay import http1
 
 
 @dataclass(frozen=True)
@@ -72,32 +77,46 @@ def endpoint_from_hook(hook: Any, timeout: float, attempts: int) -> Endpoint:
     )
 
 
-async def _post(session: Any, url: str, payload: bytes) -> model_client.HttpAnswer:
-    """POST the JSON ``payload`` (the session sends it as ``application/json``)."""
-    import aiohttp
-
+async def _post(client: http1.Client, payload: bytes) -> model_client.HttpAnswer:
+    """POST the JSON ``payload``; no complete answer is a :class:`model_client.TransportError`
+    named as the replay's error records name it (:mod:`replay.http1`)."""
     try:
-        async with session.post(url, data=payload) as response:
-            # 204 (a normal row: nearly every one) has no body to decode.
-            text = "" if response.status == 204 else await response.text()
-            retry_after = response.headers.get("Retry-After", "").strip()
-            return model_client.HttpAnswer(
-                response.status, text, float(retry_after) if retry_after.isdigit() else None
-            )
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise model_client.TransportError(f"{type(exc).__name__} on POST {url}") from exc
+        answer = await client.post(payload)
+    except http1.ClientFailure as exc:
+        raise model_client.TransportError(f"{exc.name} on POST {client.url}") from exc
+    retry_after = answer.headers.get("retry-after", "").strip()
+    return model_client.HttpAnswer(
+        answer.status,
+        # 204 (a normal row: nearly every one) has no body to decode.
+        "" if answer.status == 204 else answer.text(),
+        float(retry_after) if retry_after.isdigit() else None,
+    )
+
+
+def encode_body(body: dict[str, Any]) -> tuple[EncodedBody, bytes]:
+    """The body with its JSON text (for its ledger line) and the bytes to POST: what
+    ``json.dumps(body)`` gives (non-ASCII characters escaped), encoded once per row."""
+    if isinstance(body, EncodedBody):
+        text = body.text
+    else:
+        text = encode_json(body)
+        body = EncodedBody(body, text)
+    # DEL is ASCII but json.dumps escapes it, as it does every non-ASCII character.
+    plain = text.isascii() and "\x7f" not in text
+    payload = text.encode() if plain else json.dumps(body).encode()
+    return body, payload
 
 
 async def send_with_retries(
-    session: Any, url: str, body: dict[str, Any], attempts: int, backoff_seconds: float = 1.0
+    client: http1.Client, payload: bytes, attempts: int, backoff_seconds: float = 1.0
 ) -> model_client.CallResult:
-    """POST one body under the simulator's :class:`model_client.RetryPolicy`, on the event loop."""
+    """POST one body's ``payload`` (:func:`encode_body`) under the simulator's
+    :class:`model_client.RetryPolicy`, on the event loop."""
     policy = model_client.RetryPolicy(attempts, backoff_seconds)
-    payload = json.dumps(body).encode()  # what aiohttp's json= sends, encoded once per row
     while True:
         try:
             answer: model_client.HttpAnswer | model_client.TransportError = await _post(
-                session, url, payload
+                client, payload
             )
         except model_client.TransportError as exc:
             answer = exc
@@ -113,7 +132,7 @@ class _Sender:
 
     def __init__(
         self,
-        session: Any,
+        session: http1.Client,
         endpoint: Endpoint,
         concurrency: int,
         rate: float,
@@ -126,12 +145,13 @@ class _Sender:
         self.sent = 0
         self.answered = False
 
-    async def ask_candidate(self, body: dict[str, Any]) -> CandidateVerdict:
-        """The candidate's verdict on ``body``; any failure of its call is its error."""
+    async def ask_candidate(self, payload: bytes) -> CandidateVerdict:
+        """The candidate's verdict on the body ``payload``; any failure of its call is its
+        error."""
         session, endpoint = self.candidate  # type: ignore[misc]
         began = time.perf_counter()
         try:
-            call = await send_with_retries(session, endpoint.url, body, endpoint.attempts)
+            call = await send_with_retries(session, payload, endpoint.attempts)
         except Exception as exc:  # the candidate never fails the production row
             cause = f"candidate call failed: {type(exc).__name__}: {exc}"
             return candidate_verdict(None, time.perf_counter() - began, cause)
@@ -145,11 +165,10 @@ class _Sender:
             self.sent += 1
             if (delay := due - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-        shadow = asyncio.ensure_future(self.ask_candidate(item["body"])) if self.candidate else None
+        body, payload = encode_body(item["body"])
+        shadow = asyncio.ensure_future(self.ask_candidate(payload)) if self.candidate else None
         began = time.perf_counter()
-        call = await send_with_retries(
-            self.session, self.endpoint.url, item["body"], self.endpoint.attempts
-        )
+        call = await send_with_retries(self.session, payload, self.endpoint.attempts)
         latency = time.perf_counter() - began
         if not call.reached and not self.answered:
             if shadow is not None:
@@ -157,6 +176,7 @@ class _Sender:
             raise model_client.unreachable(call, item["source"], "the shard will be retried")
         self.answered = self.answered or call.reached
         result: Result = {**sent_result(item, call), "latency": latency}
+        result["original_data"] = body  # the same dict, with its JSON text for the ledger
         if shadow is not None:
             result["candidate"] = await shadow
         return result
@@ -173,21 +193,16 @@ class _Sender:
         return results
 
 
-def _session(endpoint: Endpoint, concurrency: int) -> Any:
-    """An ``aiohttp`` session for one endpoint: ``concurrency`` pooled connections, its headers,
-    auth, timeout and ``verify``."""
-    import aiohttp
-
-    connector = aiohttp.TCPConnector(limit=concurrency, ssl=None if endpoint.verify else False)
-    headers = dict(endpoint.headers)  # the bodies are JSON, unless the connection says more
-    if not any(name.lower() == "content-type" for name in headers):
-        headers["Content-Type"] = "application/json"
-    return aiohttp.ClientSession(
-        connector=connector,
-        headers=headers,
-        auth=aiohttp.BasicAuth(*endpoint.auth) if endpoint.auth else None,
-        timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
-        cookie_jar=aiohttp.DummyCookieJar(),  # the service sets no cookies: no jar per request
+def _session(endpoint: Endpoint, concurrency: int) -> http1.Client:
+    """The client of one endpoint: ``concurrency`` pooled connections, its headers, auth,
+    timeout and ``verify``."""
+    return http1.Client(
+        endpoint.url,
+        limit=concurrency,
+        timeout=endpoint.timeout,
+        headers=endpoint.headers,
+        auth=endpoint.auth,
+        verify=endpoint.verify,
     )
 
 
