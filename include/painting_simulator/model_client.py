@@ -42,6 +42,14 @@ class HttpAnswer:
     retry_after: float | None = None
 
 
+def retry_after_seconds(headers: Any) -> float | None:
+    """The ``Retry-After`` header of an answer in seconds, from ``headers`` looked up by the
+    lower-case name (requests' case-insensitive headers, the replay client's lower-case ones):
+    delta-seconds only, as the service sends it; an HTTP date or garbage is None."""
+    value = (headers.get("retry-after") or "").strip()
+    return float(value) if value.isdigit() else None
+
+
 class TransportError(Exception):
     """No HTTP answer at all: connection refused/reset, DNS failure or timeout."""
 
@@ -261,11 +269,8 @@ def hook_transport(hook: Any, endpoint: str, timeout: float) -> Callable[[dict],
             response = hook.run_and_check(session, request, options)
         except requests.RequestException as exc:
             raise TransportError(f"{type(exc).__name__} on POST {url}") from exc
-        retry_after = response.headers.get("Retry-After", "").strip()
         return HttpAnswer(
-            response.status_code,
-            response.text,
-            float(retry_after) if retry_after.isdigit() else None,
+            response.status_code, response.text, retry_after_seconds(response.headers)
         )
 
     return post

@@ -267,6 +267,19 @@ def test_a_5xx_then_success_is_the_success() -> None:
     assert sleeps == [1.0]
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7", 7.0), (" 12 ", 12.0), ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("-1", None), ("", None)],
+)
+def test_retry_after_is_read_from_either_clients_headers(value: str, seconds: float | None) -> None:
+    from requests.structures import CaseInsensitiveDict
+
+    # requests' headers keep the sender's spelling; the replay client's are lower-case.
+    assert model_client.retry_after_seconds(CaseInsensitiveDict({"Retry-After": value})) == seconds
+    assert model_client.retry_after_seconds({"retry-after": value}) == seconds
+    assert model_client.retry_after_seconds({}) is None
+
+
 def test_retry_after_longer_than_the_back_off_is_honoured() -> None:
     post = ScriptedPost(HttpAnswer(503, "", retry_after=7), HttpAnswer(503, "", retry_after=1))
     sleeps = Sleeps()

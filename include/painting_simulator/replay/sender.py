@@ -84,12 +84,11 @@ async def _post(client: http1.Client, payload: bytes) -> model_client.HttpAnswer
         answer = await client.post(payload)
     except http1.ClientFailure as exc:
         raise model_client.TransportError(f"{exc.name} on POST {client.url}") from exc
-    retry_after = answer.headers.get("retry-after", "").strip()
     return model_client.HttpAnswer(
         answer.status,
         # 204 (a normal row: nearly every one) has no body to decode.
         "" if answer.status == 204 else answer.text(),
-        float(retry_after) if retry_after.isdigit() else None,
+        model_client.retry_after_seconds(answer.headers),
     )
 
 
