@@ -18,6 +18,10 @@ and the spread of its rounds:
    and the results database, PostgreSQL (a server of its own, started here) and SQLite, a fresh
    database each round, opened as the DAG opens it (connection ``painting_results_db``).
                                                                               goal ≥ 0.8
+   With it, what limits the replay here: the replay's CPU per row (its own process, and the
+   PostgreSQL server's), the replay's HTTP client alone (POSTing wrk's one body and nothing
+   else) ÷ wrk in the same rounds, and this machine's capacity: the share of a core each of two
+   CPU-bound processes gets when both run at once.
 4. Replay memory: peak RSS of a process replaying the large range ÷ the small range.   goal ≤ 1.2
 
 ``python -m scripts.bench --smoke`` runs everything on tiny sizes in well under a minute (the
@@ -85,14 +89,15 @@ VALID_BODY = {"machineId": "PAINT-1", "timeStamp": "2025-07-23T08:00:00", "thick
 
 # The results stores the replay figure is measured with, and the goal of each.
 STORE_GOALS = {"files": 0.9, "postgresql": 0.8, "sqlite": 0.8}
+BARE = "bare client"  # the replay's HTTP client alone (figure 3's reference line)
 
 SIZES = {
     "full": {"small": 1_000, "large": 1_000_000, "replay": 20_000, "memory_base": 10_000,
              "memory_large": 1_000_000, "parse_reps": 15, "tick_reps": 30, "wrk_seconds": 10,
-             "rounds": 5, "cold_rounds": 3},
+             "rounds": 5, "cold_rounds": 3, "spin_seconds": 3},
     "smoke": {"small": 100, "large": 2_000, "replay": 300, "memory_base": 100,
               "memory_large": 1_000, "parse_reps": 1, "tick_reps": 3, "wrk_seconds": 1,
-              "rounds": 1, "cold_rounds": 1},
+              "rounds": 1, "cold_rounds": 1, "spin_seconds": 1},
 }  # fmt: skip
 
 
@@ -293,6 +298,86 @@ def records_in(results: Any, out_dir: str) -> int:
     return sum(len(path.read_bytes().splitlines()) for path in ledgers if path.exists())
 
 
+def bare_client(url: str, concurrency: int, requests: int) -> tuple[float, float]:
+    """``(requests/s, CPU seconds)`` of the replay's HTTP client (:mod:`replay.http1`, on the
+    replay's event loop) POSTing wrk's one body ``requests`` times at ``concurrency`` and doing
+    nothing else: the ceiling of any replay on this machine, which also reads, maps and records
+    every row."""
+    import asyncio
+
+    from include.painting_simulator.replay import http1, sender
+
+    payload = json.dumps(VALID_BODY).encode()
+    figures: list[float] = []
+
+    async def post_all() -> None:
+        todo = iter(range(requests))
+        async with http1.Client(url, limit=concurrency, timeout=30) as client:
+
+            async def worker() -> None:
+                for _ in todo:
+                    if (await client.post(payload)).status >= 300:
+                        raise RuntimeError(f"{url} refused wrk's body")
+
+            began, cpu = time.monotonic(), os.times()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            figures.extend((requests / (time.monotonic() - began), cpu_seconds_since(cpu)))
+
+    sender.run_event_loop(post_all())
+    return figures[0], figures[1]
+
+
+def cpu_seconds_since(before: os.times_result) -> float:
+    """This process's CPU seconds (user + system) since ``before`` (``os.times()``)."""
+    now = os.times()
+    return now.user + now.system - before.user - before.system
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, its live children and its children that have exited (a
+    PostgreSQL server: the postmaster and its backends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{current}/task/{current}/children", encoding="ascii") as fh:
+                todo += [int(child) for child in fh.read().split()]
+        except FileNotFoundError:
+            continue  # ended meanwhile: its CPU is now its parent's cutime
+        total += sum(int(value) for value in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
+def _spin(seconds: float, out: Any) -> None:
+    began, cpu, n = time.monotonic(), time.process_time(), 0
+    while time.monotonic() - began < seconds:
+        n += 1
+    out.put((time.process_time() - cpu) / (time.monotonic() - began))
+
+
+def core_shares(seconds: float) -> tuple[float, list[float]]:
+    """``(the share of a core one CPU-bound process gets alone, the shares of two at once)``:
+    on a machine whose two cores are its own, about 1.0 each."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+
+    def run(n: int) -> list[float]:
+        processes = [context.Process(target=_spin, args=(seconds, out)) for _ in range(n)]
+        for process in processes:
+            process.start()
+        shares = [out.get(timeout=seconds + 60) for _ in processes]
+        for process in processes:
+            process.join()
+        return shares
+
+    return run(1)[0], run(2)
+
+
 def wrk(url: str, concurrency: int, seconds: int, workdir: Path) -> float:
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=json.dumps(VALID_BODY)))
@@ -456,8 +541,10 @@ def show_throughput(
     url = f"http://127.0.0.1:{model_port}/predict/"
     c, rows = args.concurrency, size["replay"]
     stores = {store: STORE_GOALS[store] for store in args.stores}
-    wrk_rates: dict[str, list[float]] = {store: [] for store in stores}
-    replay_rates: dict[str, list[float]] = {store: [] for store in stores}
+    wrk_rates: dict[str, list[float]] = {store: [] for store in [*stores, BARE]}
+    replay_rates: dict[str, list[float]] = {store: [] for store in [*stores, BARE]}
+    cpu: dict[str, list[float]] = {store: [] for store in [*stores, BARE]}  # µs per row
+    server_cpu: list[float] = []  # the PostgreSQL server's µs per row
     postgres = None
     if "postgresql" in stores:
         postgres = results_databases.start_postgres(
@@ -465,10 +552,19 @@ def show_throughput(
         )
     try:
         for _ in range(size["rounds"]):  # alternated, so a busy moment hits both sides alike
+            wrk_rates[BARE].append(wrk(url, c, size["wrk_seconds"], workdir))
+            rate, seconds = bare_client(url, c, rows)
+            replay_rates[BARE].append(rate)
+            cpu[BARE].append(seconds / rows * 1e6)
             for store in stores:
                 wrk_rates[store].append(wrk(url, c, size["wrk_seconds"], workdir))
                 with round_store(store, workdir, postgres) as (out_dir, results):
+                    mine = os.times()
+                    theirs = tree_cpu_seconds(postgres.pid) if store == "postgresql" else 0.0
                     summary = replay_rows(rows, c, out_dir, prefix_of(size["large"]), results)
+                    cpu[store].append(cpu_seconds_since(mine) / rows * 1e6)
+                    if store == "postgresql":
+                        server_cpu.append((tree_cpu_seconds(postgres.pid) - theirs) / rows * 1e6)
                     written = records_in(results, out_dir)
                 if summary["rows"] != rows or written != rows:
                     raise RuntimeError(f"the replay into the {store} store recorded "
@@ -490,6 +586,21 @@ def show_throughput(
         print("              rounds: replay " + ", ".join(f"{r:,.0f}" for r in replay_rates[store])
               + " rows/s; wrk " + ", ".join(f"{r:,.0f}" for r in wrk_rates[store])
               + " req/s")  # fmt: skip
+        server = (f" + the PostgreSQL server's {statistics.median(server_cpu):,.0f} µs"
+                  if store == "postgresql" else "")  # fmt: skip
+        print(f"              CPU per row: the replay process {statistics.median(cpu[store]):,.0f}"
+              f" µs{server}")  # fmt: skip
+    print("   What limits it on this machine:")
+    ours, reference = statistics.median(replay_rates[BARE]), statistics.median(wrk_rates[BARE])
+    rounds = [a / b for a, b in zip(replay_rates[BARE], wrk_rates[BARE], strict=True)]
+    print(f"   {BARE} ratio {ours / reference:5.2f}   (the replay's HTTP client alone, wrk's one "
+          f"body {rows:,} times, nothing else: {ours:,.0f} req/s, "
+          f"{statistics.median(cpu[BARE]):,.0f} µs CPU a request; wrk {reference:,.0f} req/s; "
+          f"rounds {spread(rounds)})")  # fmt: skip
+    alone, shares = core_shares(size["spin_seconds"])
+    low, high = min(shares), max(shares)
+    print(f"   capacity: two CPU-bound processes at once get {low:.0%}–{high:.0%} of a core each "
+          f"({alone:.0%} alone): what the client uses, the service loses")  # fmt: skip
 
 
 def show_memory(args: argparse.Namespace, size: dict[str, int], workdir: Path, env: dict) -> None:

@@ -188,7 +188,11 @@ class Ledgers:
             receipts = self._load_receipts()
             offsets = receipts.get(receipt, {})
             done = self._keys_written(run_id, offsets) if offsets else set()
-            fresh = [r for r in records if _key(r) not in done]
+            fresh = []
+            for record in records:  # a key twice in one call is written once, as any retry
+                if (key := _key(record)) not in done:
+                    done.add(key)
+                    fresh.append(record)
             if not fresh:
                 return 0
             if kind not in offsets:

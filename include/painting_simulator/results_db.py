@@ -368,7 +368,12 @@ class DatabaseResults:
             new: set[tuple[Any, ...]] = set()
             for start in range(0, len(rows), INSERT_ROWS):
                 chunk = rows[start : start + INSERT_ROWS]
-                new.update(tuple(key) for key in connection.execute(statement, chunk).all())
+                if self.dialect == "postgresql":
+                    sql = _unnest_insert(table.name, self.engine.dialect.driver)
+                    answer = connection.exec_driver_sql(sql, _unnest_params(chunk))
+                else:
+                    answer = connection.execute(statement, chunk)
+                new.update(tuple(key) for key in answer.all())
             fresh, seen = [], set()
             for row in rows:
                 key = (row["run_id"], row["blob"], row["row_number"])
@@ -533,6 +538,46 @@ class DatabaseProgress:
         )
         with self.store.connection() as connection:
             connection.execute(statement)
+
+
+@functools.cache
+def _unnest_insert(name: str, driver: str) -> str:
+    """PostgreSQL's insert of a batch into table ``name``, as the SQL the ``driver`` (psycopg or
+    psycopg2) takes: ``INSERT … SELECT … FROM unnest(one array per column) ON CONFLICT DO
+    NOTHING RETURNING`` its key, one short statement whatever the batch's size
+    (:func:`_unnest_params`); psycopg sends the arrays in binary (``%(name)b``).
+
+    Not a multi-row ``VALUES`` (SQLAlchemy's "insertmanyvalues", as SQLite's store writes):
+    psycopg rewrites a statement's placeholders with a regular expression and caches only short
+    statements, so a 500-row ``VALUES`` of 6,000 placeholders was parsed anew for every batch,
+    and text arrays escape every quote of every record: most of the replay's CPU per row with
+    this store (``docs/performance.md``).
+    """
+    from sqlalchemy.dialects import postgresql
+
+    table = schema("postgresql")[0].tables[name]
+    dialect = postgresql.dialect()
+    quote = dialect.identifier_preparer.quote
+    marker = "b" if driver == "psycopg" else "s"
+    columns = ", ".join(quote(column.name) for column in table.columns)
+    arrays = ", ".join(
+        f"CAST(%({column.name}){marker} AS {column.type.compile(dialect=dialect)}[])"
+        for column in table.columns
+    )
+    key = ", ".join(quote(column.name) for column in table.primary_key.columns)
+    return (
+        f"INSERT INTO {quote(table.name)} ({columns}) SELECT {columns} "
+        f"FROM unnest({arrays}) AS batch ({columns}) ON CONFLICT DO NOTHING RETURNING {key}"
+    )
+
+
+def _unnest_params(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The ``painting_results`` rows as :func:`_unnest_insert`'s parameters: a list per column;
+    ``record`` as the text its JSON column holds (:func:`ledger.json_line`, as the engine's
+    ``json_serializer`` writes it)."""
+    columns = {name: [row[name] for row in rows] for name in rows[0] if name != "record"}
+    columns["record"] = [json_line(row["record"]) for row in rows]
+    return columns
 
 
 def dialect_insert(dialect: str) -> Any:

@@ -1,7 +1,8 @@
 """`make bench` still works: its smoke run (tiny sizes) prints every figure.
 
 The replay figure has one line per results store (the JSON-lines files, PostgreSQL, SQLite),
-each with its ratio, both sides, its goal and the spread of its rounds.
+each with its ratio, both sides, its goal, the spread of its rounds and the CPU per row, and the
+lines of what limits it: the replay's HTTP client alone ÷ wrk, and the machine's capacity.
 
 The figures themselves are not asserted: timings belong in the benchmark's output, not in tests.
 """
@@ -51,9 +52,18 @@ def test_the_bench_smoke_run_prints_every_ratio(tmp_path):
         line = (rf"^   {store} +ratio +\d+\.\d\d +\(replay [\d,]+ rows/s; wrk [\d,]+ req/s; "
                 rf"goal ≥ {re.escape(goal)}; rounds \d+\.\d\d–\d+\.\d\d\)$")  # fmt: skip
         assert re.search(line, replay, re.MULTILINE), replay
-    # Each DAG file, the warm and the cold tick, the replay ÷ wrk per store and the memory: each
-    # a number.
-    n_ratios = len(dag_files) + 2 + len(STORE_GOALS) + 1
+        assert re.search(rf"^   {store} +ratio .*\n.*\n +CPU per row: the replay process [\d,]+ µs",
+                         replay, re.MULTILINE), replay  # fmt: skip
+    assert "the PostgreSQL server's" in replay, replay
+    # What limits the replay: its HTTP client alone ÷ wrk, and the machine's capacity.
+    assert re.search(r"^   bare client ratio +\d+\.\d\d +\(the replay's HTTP client alone.* [\d,]+ "
+                     r"µs CPU a request; wrk [\d,]+ req/s; rounds \d+\.\d\d–\d+\.\d\d\)$",
+                     replay, re.MULTILINE), replay  # fmt: skip
+    assert re.search(r"^   capacity: two CPU-bound processes at once get \d+%–\d+% of a core each "
+                     r"\(\d+% alone\)", replay, re.MULTILINE), replay  # fmt: skip
+    # Each DAG file, the warm and the cold tick, the replay ÷ wrk per store, the bare client and
+    # the memory: each a number.
+    n_ratios = len(dag_files) + 2 + len(STORE_GOALS) + 1 + 1
     assert len(re.findall(r"ratio\s+\d+\.\d\d\b", out)) == n_ratios, out
     # Every ratio but the memory's (one run each side) with the spread of its rounds.
     assert len(re.findall(r"rounds \d+\.\d\d–\d+\.\d\d\)", out)) == n_ratios - 1, out

@@ -26,7 +26,12 @@ from include.painting_simulator.results_db import (
 )
 from include.painting_simulator.results_export import export_ledgers
 from scripts import export_results
-from tests.support.results_db import normal_result, postgres_connection, write_in_process
+from tests.support.results_db import (
+    ResultsDb,
+    normal_result,
+    postgres_connection,
+    write_in_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +124,48 @@ def test_every_write_is_exactly_once_by_its_key(results_db):
     assert results_db.scalar("SELECT count(*) FROM painting_run_failures") == 2
     assert results_db.scalar("SELECT count(*) FROM painting_replay_reports") == 1
     assert results_db.scalar("SELECT passed FROM painting_replay_reports") in (False, 0)
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_postgresql_writes_a_batch_once_with_every_column_through_either_driver(
+    postgres_server, driver, tmp_path, monkeypatch
+):
+    # The PostgreSQL store sends a batch as one array per column (INSERT … SELECT FROM unnest),
+    # in binary with psycopg, as literals with psycopg2 (the postgres provider's hook takes
+    # psycopg when it is installed): both must write what the JSON-lines store writes.
+    from sqlalchemy import create_engine
+
+    database = ResultsDb.postgresql(postgres_server)
+    engine = create_engine(database.url().replace("+psycopg:", f"+{driver}:"),
+                           **results_db.engine_kwargs("postgresql"))  # fmt: skip
+    assert engine.dialect.driver == driver
+    store, files = DatabaseResults(engine), JsonLinesResults(str(tmp_path / "files"))
+    many = [normal_result("more.csv", row) for row in range(results_db.INSERT_ROWS + 1)]
+    batch = [*mixed_results(), mixed_results()[1], *many]  # a key twice in one batch
+    for writer in (store, files):
+        freeze_clock(monkeypatch, "2026-12-01T10:00:01.000Z")
+        assert writer.write_rows(RUN, batch).new == 4 + len(many)
+        assert writer.write_rows(RUN, batch).new == 0
+    try:
+        assert database.rows(
+            "SELECT row_number, kind, logged_at = '2026-12-01T10:00:01Z', machine_id, "
+            "reading_time, issue, status, error, record->>'run_id' FROM painting_results "
+            "WHERE blob = 'line.csv' ORDER BY row_number"
+        ) == [
+            (0, "normal", True, "PAINT-1", "2025-07-23T08:00:00", None, None, None, RUN),
+            (1, "anomaly", True, "PAINT-3", "2025-07-23T08:00:01", "PAINT-EQ-VOL-INVALID", None,
+             None, RUN),
+            (2, "error", True, "PAINT-2", "2025-07-23T08:00:02", None, 503,
+             'model service failed (503): "busy"', RUN),
+            (3, "error", True, "4", "not-a-time", None, None,
+             "blob 'line.csv' row 3 column 'timeStamp': not a timestamp", RUN),
+        ]  # fmt: skip
+        exported = tmp_path / "exported"
+        export_ledgers(store, str(exported))
+        for path in (tmp_path / "files").glob("painting_*_logs.jsonl"):
+            assert (exported / path.name).read_bytes() == path.read_bytes(), path.name
+    finally:
+        engine.dispose()
 
 
 @ENGINES

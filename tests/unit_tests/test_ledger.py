@@ -167,6 +167,16 @@ def test_the_same_run_and_keys_again_writes_nothing(tmp_path: Path) -> None:
     assert Path(ledgers.path("normal")).stat().st_size == size
 
 
+def test_a_key_twice_in_one_append_is_written_once_the_first(tmp_path: Path) -> None:
+    # As the database store's INSERT … ON CONFLICT DO NOTHING keeps the first of a batch.
+    ledgers = Ledgers(str(tmp_path))
+    first, second = records("normal", RUN, [0])[0], records("normal", RUN, [0])[0]
+    second["original_data"] = {**BODY, "machineId": "PAINT-9"}
+    assert ledgers.append_once("normal", RUN, [first, *records("normal", RUN, [1]), second]) == 2
+    assert [k[2] for k in ledger_keys(tmp_path)["normal"]] == [0, 1]
+    assert "PAINT-9" not in Path(ledgers.path("normal")).read_text(encoding="utf-8")
+
+
 def test_a_retry_writes_only_the_records_still_missing(tmp_path: Path) -> None:
     ledgers = Ledgers(str(tmp_path))
     ledgers.append_once("normal", RUN, records("normal", RUN, [0, 2]))
