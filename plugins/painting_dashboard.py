@@ -24,6 +24,11 @@ ledgers (:mod:`include.painting_simulator.dashboard.ledger_reader`); both withou
 module only adds what needs Airflow: the connection, the output directory (Variable
 ``painting_output_dir``) and the simulator's state from the metadata DB. Airflow imports stay
 inside functions: every Airflow process loads plugins, only the api-server uses this one.
+
+When the results database cannot be read (the server down, a refused login, a table of the wrong
+shape, a newer schema: the store's :class:`ResultsDatabaseError`), every API route answers
+**503** with the store's message as ``detail`` (it names the connection, never its password);
+any other exception stays a 500 (docs/dashboard.md#errors).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from airflow.plugins_manager import AirflowPlugin
@@ -150,6 +155,7 @@ def simulator_state(run_counts: Any) -> dict[str, Any]:
 
 def create_app() -> FastAPI:
     from include.painting_simulator.dashboard.answers import now_minute
+    from include.painting_simulator.results_db import ResultsDatabaseError
 
     app = FastAPI(
         title="Painting anomalies",
@@ -160,6 +166,14 @@ def create_app() -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     guarded = [Depends(require_read_access)]
+
+    @app.exception_handler(ResultsDatabaseError)
+    async def results_database_unavailable(
+        request: Request, exc: ResultsDatabaseError
+    ) -> JSONResponse:
+        """The results database cannot be read: 503, its message (the connection named, never
+        the password) as ``detail``. Only this error: any other stays a 500."""
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.get("/", include_in_schema=False)
     async def page(request: Request) -> Any:

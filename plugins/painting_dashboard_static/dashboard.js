@@ -73,7 +73,11 @@ async function getJson(path) {
   if (response.status === 401 || response.status === 403) {
     throw new Error("Your Airflow session has ended or does not allow reading painting_simulator: reload the page to log in.");
   }
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  if (!response.ok) {
+    // A 503 (the results database cannot be read) says why in its detail: show it as it is.
+    const detail = await response.json().then((body) => body.detail, () => null);
+    throw new Error(`${path}: HTTP ${response.status}` + (typeof detail === "string" ? `: ${detail}` : ""));
+  }
   return response.json();
 }
 

@@ -143,7 +143,7 @@ def test_a_retried_notify_sends_each_digest_once(alerts, smtp_server, caplog, ca
     run = fast_retries(alerts_dag()).test()
 
     assert run.state == "success"
-    notify = next(ti for ti in run.get_task_instances() if ti.task_id == "notify")
+    notify = run.get_task_instance("notify")
     assert notify.try_number == 2
     subjects = [m["Subject"].split(":")[0] for m in smtp_server.messages]
     assert subjects == ["[painting] burst", "[painting] machine-streak"]
@@ -186,7 +186,7 @@ def test_a_bad_variable_fails_the_run_naming_it_and_the_key(alerts, smtp_server,
     run = alerts_dag().test()
 
     assert run.state == "failed"
-    evaluate = next(ti for ti in run.get_task_instances() if ti.task_id == "evaluate")
+    evaluate = run.get_task_instance("evaluate")
     assert evaluate.state == "failed"
     assert evaluate.try_number == 1  # a bad Variable is not retried
     out = task_output(caplog, capfd)

@@ -163,7 +163,7 @@ def test_a_range_past_the_end_fails_at_once_naming_the_numbers(simulator, caplog
     run = replay_dag().test(run_conf={"start_row": 15, "rows": 10})
 
     assert run.state == "failed"
-    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_shards")
+    plan = run.get_task_instance("plan_shards")
     assert plan.try_number == 1  # a bad range is not retried
     out = caplog.text + capfd.readouterr().out
     assert "start_row=15 + rows=10 goes past the end of the sequence (20 rows)" in out
@@ -222,7 +222,7 @@ def summaries(simulator: Any) -> list[dict[str, Any]]:
 
 def summarize_xcom(run: Any) -> dict[str, Any] | None:
     """The summary summarize pushed (XCom key ``summary``), as a CI job reads it."""
-    ti = next(ti for ti in run.get_task_instances() if ti.task_id == "summarize")
+    ti = run.get_task_instance("summarize")
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
@@ -341,7 +341,7 @@ def test_a_gate_mail_that_cannot_be_sent_never_hides_the_gates_failure(
     run = replay_dag().test(run_conf={"thresholds": {"error_rate": 0}})
 
     assert run.state == "failed"
-    summarize = next(ti for ti in run.get_task_instances() if ti.task_id == "summarize")
+    summarize = run.get_task_instance("summarize")
     assert summarize.state == "failed"
     assert summarize.try_number == 1  # the gate's failure, not retried as a mail error would be
     out = task_output(caplog, capfd)
@@ -356,7 +356,7 @@ def test_a_malformed_threshold_fails_before_any_row_is_sent(simulator, caplog, c
     run = replay_dag().test(run_conf={"thresholds": {"error_rate": 0.01, "p95": 10}})
 
     assert run.state == "failed"
-    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_shards")
+    plan = run.get_task_instance("plan_shards")
     assert plan.state == "failed"
     assert plan.try_number == 1
     out = task_output(caplog, capfd)
@@ -530,7 +530,7 @@ def test_a_missing_candidate_fails_at_plan_shards_before_any_row_is_sent(
     run = replay_dag().test(run_conf=conf)
 
     assert run.state == "failed"
-    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan_shards")
+    plan = run.get_task_instance("plan_shards")
     assert plan.state == "failed"
     assert plan.try_number == 1
     assert message in task_output(caplog, capfd)

@@ -136,7 +136,7 @@ def test_with_the_database_down_the_log_task_fails_is_retried_and_the_position_s
     run = simulator.run(dag=dag)
 
     assert run.state == "failed"
-    log_normals = next(ti for ti in run.get_task_instances() if ti.task_id == "log_normals")
+    log_normals = run.get_task_instance("log_normals")
     assert log_normals.state == "failed"
     assert log_normals.try_number == 1 + dag.get_task("log_normals").retries  # Airflow retried
     assert simulator.position() is None  # the next run sends the same window

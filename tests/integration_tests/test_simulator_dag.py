@@ -194,7 +194,7 @@ def test_with_the_service_down_the_run_fails_and_the_next_run_resends_the_window
     failed = simulator.run(dag=dag)
 
     assert failed.state == "failed"
-    call = next(ti for ti in failed.get_task_instances() if ti.task_id == "call_model_service")
+    call = failed.get_task_instance("call_model_service")
     assert call.state == "failed"
     assert call.try_number == 1 + dag.get_task("call_model_service").retries  # Airflow retried
     assert simulator.ledgers() == {"anomaly": [], "normal": [], "error": []}
@@ -231,7 +231,7 @@ def test_re_running_a_finished_run_resends_its_window_without_duplicates(simulat
 
     assert again.run_id == first.run_id
     assert again.state == "success"
-    pull = next(ti for ti in again.get_task_instances() if ti.task_id == "pull_window")
+    pull = again.get_task_instance("pull_window")
     assert pull.start_date > first.end_date  # the tasks really ran again
     assert simulator.ledgers() == before  # same window, no record written twice
     assert simulator.position()["row"] == 3
@@ -370,7 +370,7 @@ def test_an_airflow_retry_of_the_call_task_resends_the_same_window_once(
 
     assert started.is_set(), "call_model_service never waited for a retry"
     assert run.state == "success"
-    call = next(ti for ti in run.get_task_instances() if ti.task_id == "call_model_service")
+    call = run.get_task_instance("call_model_service")
     assert call.try_number == 2
     blob = PREFIX + "line.csv"
     assert all_keys(simulator, run.run_id) == [(blob, 0), (blob, 1), (blob, 2)]

@@ -105,7 +105,7 @@ def test_a_candidate_that_is_down_or_answers_garbage_never_fails_the_run(
     run = simulator.run()
 
     assert run.state == "success"
-    call = next(ti for ti in run.get_task_instances() if ti.task_id == "call_model_service")
+    call = run.get_task_instance("call_model_service")
     assert call.try_number == 1
     ledgers = simulator.ledgers()
     normal, anomaly, error = ledgers["normal"], ledgers["anomaly"], ledgers["error"]
@@ -135,7 +135,7 @@ def test_a_variable_naming_no_connection_fails_at_once_before_any_row_is_sent(
     run = simulator.run()
 
     assert run.state == "failed"
-    call = next(ti for ti in run.get_task_instances() if ti.task_id == "call_model_service")
+    call = run.get_task_instance("call_model_service")
     assert call.state == "failed"
     assert call.try_number == 1  # an operator's mistake: not retried
     message = (

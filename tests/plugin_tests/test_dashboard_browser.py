@@ -8,6 +8,7 @@ Machine ids that are markup must show as text and never run. A screenshot is sav
 ``DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the one docs/dashboard.md shows).
 A hostile ledger (values of thousands of characters, a record stamped in the future), written
 the way a hand-edited ledger would be, must leave the page's layout within the window.
+A results database that cannot be read makes the page show the API's 503 message.
 """
 
 from __future__ import annotations
@@ -447,3 +448,33 @@ def test_model_checks_show_replay_gates_agreement_over_time_and_disagreements(
     section.screenshot(str(shot))
     if target := os.environ.get("DASHBOARD_SCREENSHOT"):  # beside it: docs/dashboard.md shows it
         shutil.copyfile(shot, Path(target).with_name("dashboard-model-checks.png"))
+
+
+@pytest.fixture
+def unreadable_results_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A results database at a schema newer than the code (a SQLite file), as the connection
+    ``painting_results_db``. Requested before ``api_server``, which then has the connection."""
+    from tests.support.results_db import ENV, ResultsDb, normal_result
+
+    results_db = ResultsDb.sqlite(tmp_path / "painting_results.db")
+    results_db.store().write_rows("run-1", [normal_result("line.csv", 0)])
+    results_db.execute("UPDATE painting_schema_version SET version = 99")
+    monkeypatch.setenv(ENV, results_db.env_value)
+    return results_db
+
+
+def test_the_page_says_why_the_results_database_cannot_be_read(
+    unreadable_results_db, api_server, browser
+):
+    from selenium.webdriver.common.by import By
+
+    driver, base_url = browser, api_server.base_url
+    log_in(driver, base_url)
+    driver.get(f"{base_url}/painting/")
+
+    box = driver.find_element(By.ID, "error")
+    wait_until("the error box", box.is_displayed)
+    named = "results database of connection 'painting_results_db' (sqlite:///"
+    assert f": HTTP 503: {named}" in box.text
+    assert "has schema version 99, newer than this code's" in box.text
+    assert no_alert(driver)

@@ -36,7 +36,7 @@ class CheckRun:
         from airflow.models.taskreschedule import TaskReschedule
         from airflow.utils.session import create_session
 
-        ti = next(ti for ti in self.run.get_task_instances() if ti.task_id == task_id)
+        ti = self.run.get_task_instance(task_id)
         with create_session() as session:
             rows = session.query(TaskReschedule).filter(TaskReschedule.ti_id == ti.id).all()
             session.expunge_all()
