@@ -359,20 +359,25 @@ class DatabaseResults:
         """Insert the ``painting_results`` rows not there yet and, in the same transaction, add
         the new ones (those RETURNING gives back) to the dashboard's counts; how many were new."""
         table = self.table(settings.RESULTS_TABLE)
-        statement = (
-            dialect_insert(self.dialect)(table)
-            .on_conflict_do_nothing()
-            .returning(table.c.run_id, table.c.blob, table.c.row_number)
-        )
+        if self.dialect == "postgresql":
+            sql = _unnest_insert(table.name, self.engine.dialect.driver)
+
+            def insert(connection: Connection, chunk: list[dict[str, Any]]) -> Any:
+                return connection.exec_driver_sql(sql, _unnest_params(table, chunk))
+        else:
+            statement = (
+                dialect_insert(self.dialect)(table)
+                .on_conflict_do_nothing()
+                .returning(table.c.run_id, table.c.blob, table.c.row_number)
+            )
+
+            def insert(connection: Connection, chunk: list[dict[str, Any]]) -> Any:
+                return connection.execute(statement, chunk)
+
         with self.connection() as connection:
             new: set[tuple[Any, ...]] = set()
             for start in range(0, len(rows), INSERT_ROWS):
-                chunk = rows[start : start + INSERT_ROWS]
-                if self.dialect == "postgresql":
-                    sql = _unnest_insert(table.name, self.engine.dialect.driver)
-                    answer = connection.exec_driver_sql(sql, _unnest_params(chunk))
-                else:
-                    answer = connection.execute(statement, chunk)
+                answer = insert(connection, rows[start : start + INSERT_ROWS])
                 new.update(tuple(key) for key in answer.all())
             fresh, seen = [], set()
             for row in rows:
@@ -571,13 +576,19 @@ def _unnest_insert(name: str, driver: str) -> str:
     )
 
 
-def _unnest_params(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The ``painting_results`` rows as :func:`_unnest_insert`'s parameters: a list per column;
-    ``record`` as the text its JSON column holds (:func:`ledger.json_line`, as the engine's
-    ``json_serializer`` writes it)."""
-    columns = {name: [row[name] for row in rows] for name in rows[0] if name != "record"}
-    columns["record"] = [json_line(row["record"]) for row in rows]
-    return columns
+def _unnest_params(table: Table, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows of ``table`` as :func:`_unnest_insert`'s parameters: a list per column, a JSON
+    column's values as the text it holds (:func:`ledger.json_line`, as the engine's
+    ``json_serializer`` writes them)."""
+    from sqlalchemy import JSON
+
+    return {
+        column.name: [
+            json_line(row[column.name]) if isinstance(column.type, JSON) else row[column.name]
+            for row in rows
+        ]
+        for column in table.columns
+    }
 
 
 def dialect_insert(dialect: str) -> Any:
