@@ -308,9 +308,8 @@ def bare_client(url: str, concurrency: int, requests: int) -> tuple[float, float
     from include.painting_simulator.replay import http1, sender
 
     payload = json.dumps(VALID_BODY).encode()
-    figures: list[float] = []
 
-    async def post_all() -> None:
+    async def post_all() -> tuple[float, float]:
         todo = iter(range(requests))
         async with http1.Client(url, limit=concurrency, timeout=30) as client:
 
@@ -321,10 +320,9 @@ def bare_client(url: str, concurrency: int, requests: int) -> tuple[float, float
 
             began, cpu = time.monotonic(), os.times()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
-            figures.extend((requests / (time.monotonic() - began), cpu_seconds_since(cpu)))
+            return requests / (time.monotonic() - began), cpu_seconds_since(cpu)
 
-    sender.run_event_loop(post_all())
-    return figures[0], figures[1]
+    return sender.run_event_loop(post_all())
 
 
 def cpu_seconds_since(before: os.times_result) -> float:

@@ -235,13 +235,13 @@ async def replay_chunks(
             await recording
 
 
-def run_event_loop(main: Any) -> None:
+def run_event_loop(main: Any) -> Any:
     """``uvloop`` when installed (uvicorn's standard extras, part of Airflow's install): its C
     event loop took about a fifth less CPU per request than asyncio's in our measurements, CPU
-    that the model service gets instead when both share a machine. Plain asyncio otherwise."""
+    that the model service gets instead when both share a machine. Plain asyncio otherwise.
+    Returns what ``main`` returns."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+        return asyncio.run(main)
+    return uvloop.run(main)
