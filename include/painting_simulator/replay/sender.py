@@ -1,4 +1,9 @@
-"""The replay's HTTP sender: items POSTed on one event loop with bounded concurrency and a rate.
+"""The replay's HTTP sender: bodies POSTed on one event loop, and the results of their answers.
+
+Chunk after chunk, with bounded concurrency and a rate.
+
+The sending runs in a process of its own (:mod:`replay.send_process`); the shard's process turns
+its items into payloads (:func:`payloads_of`) and the outcomes into results (:func:`results_of`).
 
 HTTP client: :mod:`replay.http1`, a lean HTTP/1.1 client on asyncio's protocols with a
 keep-alive pool of ``concurrency`` connections: one event loop keeps ``concurrency`` requests in
@@ -18,10 +23,10 @@ does (down, slow, garbage) only becomes the result's ``candidate`` verdict, neve
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,9 +130,22 @@ async def send_with_retries(
         await asyncio.sleep(step)
 
 
-class _Sender:
-    """Sends items with bounded concurrency and an optional rate, one chunk at a time (and each
-    sent item to the candidate too, when there is one)."""
+class Unreached(Exception):
+    """The model service never answered a chunk's entry ``index`` (``call``: its attempts) and
+    no row of the shard had an answer yet: the shard fails and is retried."""
+
+    def __init__(self, index: int, call: model_client.CallResult, chunk: int = 0) -> None:
+        super().__init__(index, call, chunk)
+        self.index, self.call, self.chunk = index, call, chunk
+
+
+# What a sent payload gives: its call, the seconds it took, the candidate's verdict (or None).
+Outcome = tuple[model_client.CallResult, float, CandidateVerdict | None]
+
+
+class Sender:
+    """Sends chunk after chunk of payloads with bounded concurrency and an optional rate (and
+    each one to the candidate too, when there is one)."""
 
     def __init__(
         self,
@@ -156,15 +174,12 @@ class _Sender:
             return candidate_verdict(None, time.perf_counter() - began, cause)
         return candidate_verdict(call, time.perf_counter() - began)
 
-    async def call(self, item: Item) -> Result:
-        if "body" not in item:
-            return unsent_result(item)
+    async def call(self, index: int, payload: bytes) -> Outcome:
         if self.rate:
             due = self.started + self.sent / self.rate
             self.sent += 1
             if (delay := due - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-        body, payload = encode_body(item["body"])
         shadow = asyncio.ensure_future(self.ask_candidate(payload)) if self.candidate else None
         began = time.perf_counter()
         call = await send_with_retries(self.session, payload, self.endpoint.attempts)
@@ -172,27 +187,70 @@ class _Sender:
         if not call.reached and not self.answered:
             if shadow is not None:
                 shadow.cancel()
-            raise model_client.unreachable(call, item["source"], "the shard will be retried")
+            raise Unreached(index, call)
         self.answered = self.answered or call.reached
-        result: Result = {**sent_result(item, call), "latency": latency}
-        result["original_data"] = body  # the same dict, with its JSON text for the ledger
-        if shadow is not None:
-            result["candidate"] = await shadow
-        return result
+        return call, latency, (await shadow if shadow is not None else None)
 
-    async def send_chunk(self, items: list[Item]) -> list[Result]:
-        results: list[Any] = [None] * len(items)
-        todo = iter(enumerate(items))
+    async def send_chunks(
+        self,
+        next_chunk: Callable[[], Awaitable[list[bytes | None] | None]],
+        done: Callable[[list[Outcome | None]], None],
+    ) -> None:
+        """Send chunk after chunk (``next_chunk`` gives each one's payloads, ``None`` for an
+        item not sent; ``None`` ends) with ``concurrency`` requests in flight across the end of a
+        chunk, and hand ``done`` each chunk's outcomes, in order, once all of them are in. An
+        :class:`Unreached` raised here carries its chunk's number (0 the first) as ``chunk``."""
+        work: asyncio.Queue[tuple[_Chunk, int, bytes] | None] = asyncio.Queue()
+        pending: collections.deque[_Chunk] = collections.deque()
+
+        def hand_over() -> None:
+            while pending and pending[0].left == 0:
+                done(pending.popleft().outcomes)
+
+        async def feed() -> None:
+            number = 0
+            while (payloads := await next_chunk()) is not None:
+                chunk = _Chunk(number, [None] * len(payloads), 0)
+                pending.append(chunk)
+                for index, payload in enumerate(payloads):
+                    if payload is not None:
+                        chunk.left += 1
+                        work.put_nowait((chunk, index, payload))
+                hand_over()  # a chunk with nothing to send
+                number += 1
+            for _ in range(self.concurrency):
+                work.put_nowait(None)
 
         async def worker() -> None:
-            for index, item in todo:  # shared: each item is taken by one worker
-                results[index] = await self.call(item)
+            while (job := await work.get()) is not None:
+                chunk, index, payload = job
+                try:
+                    chunk.outcomes[index] = await self.call(index, payload)
+                except Unreached as exc:
+                    exc.chunk = chunk.number
+                    raise
+                chunk.left -= 1
+                hand_over()
 
-        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(items)))))
-        return results
+        try:
+            async with asyncio.TaskGroup() as group:  # the first error cancels the rest
+                group.create_task(feed())
+                for _ in range(self.concurrency):
+                    group.create_task(worker())
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None
 
 
-def _session(endpoint: Endpoint, concurrency: int) -> http1.Client:
+@dataclass
+class _Chunk:
+    """A chunk being sent: its number, its outcomes so far, and how many are still out."""
+
+    number: int
+    outcomes: list[Outcome | None]
+    left: int
+
+
+def session(endpoint: Endpoint, concurrency: int) -> http1.Client:
     """The client of one endpoint: ``concurrency`` pooled connections, its headers, auth,
     timeout and ``verify``."""
     return http1.Client(
@@ -205,34 +263,37 @@ def _session(endpoint: Endpoint, concurrency: int) -> http1.Client:
     )
 
 
-async def replay_chunks(
-    chunks: Iterator[tuple[int, list[Item]]],
-    endpoint: Endpoint,
-    concurrency: int,
-    rate: float,
-    record: Callable[[int, list[Result]], None],
-    candidate: Endpoint | None = None,
-) -> None:
-    """Send chunk after chunk (each sent row also to ``candidate`` when given); the next chunk
-    is read and the previous one recorded (in threads) while the current one is being sent."""
-    loop = asyncio.get_running_loop()
-    async with contextlib.AsyncExitStack() as stack:
-        session = await stack.enter_async_context(_session(endpoint, concurrency))
-        shadow = None
-        if candidate is not None:
-            shadow = (await stack.enter_async_context(_session(candidate, concurrency)), candidate)
-        sender = _Sender(session, endpoint, concurrency, rate, shadow)
-        recording: asyncio.Future[None] | None = None
-        upcoming = loop.run_in_executor(None, next, chunks, None)
-        while (chunk := await upcoming) is not None:
-            upcoming = loop.run_in_executor(None, next, chunks, None)
-            first, items = chunk
-            results = await sender.send_chunk(items)
-            if recording is not None:
-                await recording
-            recording = loop.run_in_executor(None, record, first, results)
-        if recording is not None:
-            await recording
+def payloads_of(items: list[Item]) -> tuple[list[EncodedBody | None], list[bytes | None]]:
+    """Each item's body with its JSON text and the bytes to POST (:func:`encode_body`); ``None``
+    for an item that is not sent (it has no body)."""
+    bodies: list[EncodedBody | None] = []
+    payloads: list[bytes | None] = []
+    for item in items:
+        if "body" in item:
+            body, payload = encode_body(item["body"])
+        else:
+            body = payload = None
+        bodies.append(body)
+        payloads.append(payload)
+    return bodies, payloads
+
+
+def results_of(
+    items: list[Item], bodies: list[EncodedBody | None], outcomes: list[Outcome | None]
+) -> list[Result]:
+    """The result of each item from the outcome of its payload (:meth:`Sender.send_chunk`)."""
+    results: list[Result] = []
+    for item, body, outcome in zip(items, bodies, outcomes, strict=True):
+        if outcome is None:
+            results.append(unsent_result(item))
+            continue
+        call, latency, verdict = outcome
+        result: Result = {**sent_result(item, call), "latency": latency}
+        result["original_data"] = body  # the same dict, with its JSON text for the ledger
+        if verdict is not None:
+            result["candidate"] = verdict
+        results.append(result)
+    return results
 
 
 def run_event_loop(main: Any) -> Any:

@@ -2,23 +2,29 @@
 
 The body of the ``replay_shard`` mapped task. A retried shard task resumes after the last chunk
 it recorded (its progress, kept by the results store: a small progress file in the output
-directory, or a row of the results database); the chunk that was in flight is sent again and
-recorded once (each chunk is its own batch of the results writer).
+directory, or a row of the results database); the chunks that were in flight (at most two) are
+sent again and recorded once (each chunk is its own batch of the results writer). The POSTs go
+through a sending process of the shard's own (:mod:`replay.send_process`).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from include.painting_simulator.records import Result
+from include.painting_simulator import model_client
+from include.painting_simulator.records import Item, Result
+from include.painting_simulator.replay import sender
 from include.painting_simulator.replay.figures import Tally, latency_ms
 from include.painting_simulator.replay.plan import CHUNK_ROWS, iter_chunks
-from include.painting_simulator.replay.sender import Endpoint, replay_chunks, run_event_loop
+from include.painting_simulator.replay.send_process import SendProcess, SendSettings
+from include.painting_simulator.replay.sender import Endpoint
 from include.painting_simulator.results import ResultsWriter, open_results
 
 if TYPE_CHECKING:
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("painting_simulator")
 
 PROGRESS_DIR = ".painting_replay_progress"
+AHEAD = 1  # chunks submitted beyond the one being sent
 
 
 class Progress:
@@ -54,6 +61,40 @@ class Progress:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({"run_id": self.run_id, "shard": self.shard, "tally": tally.to_json()}, fh)
         os.replace(tmp, self.path)
+
+
+def replay_chunks(
+    chunks: Iterator[tuple[int, list[Item]]],
+    settings: SendSettings,
+    record: Callable[[int, list[Result]], None],
+) -> None:
+    """Send chunk after chunk through a :class:`send_process.SendProcess` and ``record`` each
+    one's results, in order. The sending process always has the next chunk: this process reads
+    chunks and records results while it sends (two interpreters, so neither waits for the
+    other's lock)."""
+    submitted: collections.deque[tuple[int, list[Item], list[Any]]] = collections.deque()
+    number = 0  # of the oldest submitted chunk
+
+    def submit() -> None:
+        if (chunk := next(chunks, None)) is not None:
+            bodies, payloads = sender.payloads_of(chunk[1])
+            sending.submit(payloads)
+            submitted.append((*chunk, bodies))
+
+    with SendProcess(settings) as sending:
+        for _ in range(AHEAD + 1):
+            submit()
+        while submitted:
+            try:
+                outcomes = sending.outcomes()
+            except sender.Unreached as exc:
+                source = submitted[exc.chunk - number][1][exc.index]["source"]
+                then = "the shard will be retried"
+                raise model_client.unreachable(exc.call, source, then) from None
+            first, items, bodies = submitted.popleft()
+            number += 1
+            submit()  # before recording: the sending process is never without a chunk
+            record(first, sender.results_of(items, bodies, outcomes))
 
 
 def run_shard(
@@ -96,7 +137,7 @@ def run_shard(
             progress.save(tally)
 
         chunks = iter_chunks(reader, prefix, spec["start_row"] + tally.rows, left, chunk_rows)
-        run_event_loop(replay_chunks(chunks, endpoint, concurrency, rate, record, candidate))
+        replay_chunks(chunks, SendSettings(endpoint, concurrency, rate, candidate), record)
     tally.finished_at = time.time()
     progress.save(tally)
     return {
