@@ -2,9 +2,10 @@
 
 The body of the ``replay_shard`` mapped task. A retried shard task resumes after the last chunk
 it recorded (its progress, kept by the results store: a small progress file in the output
-directory, or a row of the results database); the chunks that were in flight (at most two) are
-sent again and recorded once (each chunk is its own batch of the results writer). The POSTs go
-through a sending process of the shard's own (:mod:`replay.send_process`).
+directory, or a row of the results database); the chunks after it (at most three: the one being
+recorded and the two handed to the sending process) are sent again and recorded once (each chunk
+is its own batch of the results writer). The POSTs go through a sending process of the shard's
+own (:mod:`replay.send_process`).
 """
 
 from __future__ import annotations
