@@ -2,7 +2,8 @@
 
 It answers every chunk in order, entry for entry; a model service that never answers fails the
 shard naming the blob and row; it ends with the shard's process, killed at once on an error or
-when that process is SIGKILLed; its command line and environment hold no secret.
+when that process is SIGKILLed; its command line and environment hold no secret. While a shard
+replays, the heap of its process is frozen out of the garbage collector's passes.
 """
 
 from __future__ import annotations
@@ -94,6 +95,35 @@ def test_a_model_service_that_never_answers_fails_the_shard_naming_blob_and_row(
     assert "blob 'p/a.csv' row 7" in str(caught.value)
     assert "the shard will be retried" in str(caught.value)
     assert recorded == []  # nothing recorded: the position does not move
+
+
+def test_the_heap_is_out_of_the_garbage_collectors_passes_while_the_shard_replays(
+    model_service,
+):
+    """The objects there before the replay (Airflow's, in a task) are frozen while it records,
+    so that its full collections do not walk them again and again; thawed after, error or not."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    items = [{"source": {"blob": "p/a.csv", "row": row}, "body": NORMAL} for row in range(3)]
+    frozen_while_recording: list[int] = []
+    settings_ = send_process.SendSettings(endpoint(model_service.port), concurrency=2, rate=0)
+
+    shard.replay_chunks(
+        iter([(0, items), (3, items)]),
+        settings_,
+        lambda first, results: frozen_while_recording.append(gc.get_freeze_count()),
+    )
+    assert len(frozen_while_recording) == 2
+    assert min(frozen_while_recording) > 1000  # the modules' objects, at least
+    assert gc.get_freeze_count() == 0
+
+    def fail(first: int, results: list) -> None:
+        raise RuntimeError("recording failed")
+
+    with pytest.raises(RuntimeError, match="recording failed"):
+        shard.replay_chunks(iter([(0, items)]), settings_, fail)
+    assert gc.get_freeze_count() == 0
 
 
 def test_an_error_in_the_shards_process_kills_the_sending_process_at_once(model_service):
