@@ -172,7 +172,7 @@ def painting_replay() -> None:
         from include.painting_simulator.replay import sender, shard, summary
 
         config, params = airflow_runtime.run_config(), context["params"]
-        writer = airflow_runtime.results(config)  # first: the log says where results go
+        writer = airflow_runtime.results(config, kept=True)  # first: the log says where to
         hook = HttpHook(method="POST", http_conn_id=settings.MODEL_CONN_ID)
         endpoint = sender.endpoint_from_hook(hook, config.request_timeout, config.request_attempts)
         candidate = None
@@ -182,18 +182,21 @@ def painting_replay() -> None:
                 config.request_timeout,
                 config.request_attempts,
             )
-        shard_summary = shard.run_shard(
-            airflow_runtime.blob_rows(config),
-            config.prefix,
-            spec,
-            endpoint,
-            concurrency=params["concurrency"],
-            rate=params["rate"] / spec["shards"],
-            output_dir=config.output_dir,
-            run_id=context["run_id"],
-            results=writer,
-            candidate=candidate,
-        )
+        try:
+            shard_summary = shard.run_shard(
+                airflow_runtime.blob_rows(config),
+                config.prefix,
+                spec,
+                endpoint,
+                concurrency=params["concurrency"],
+                rate=params["rate"] / spec["shards"],
+                output_dir=config.output_dir,
+                run_id=context["run_id"],
+                results=writer,
+                candidate=candidate,
+            )
+        finally:
+            writer.close()
         log.info("%s\n%s", endpoint.url, summary.format_summary(shard_summary))
         return shard_summary
 

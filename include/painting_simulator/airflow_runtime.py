@@ -118,11 +118,14 @@ RESULTS_DB_HOOKS = {
 }
 
 
-def results_database(conn_id: str = settings.RESULTS_DB_CONN_ID) -> Engine | None:
+def results_database(
+    conn_id: str = settings.RESULTS_DB_CONN_ID, *, kept: bool = False
+) -> Engine | None:
     """The SQLAlchemy engine of the results database, or None when Airflow has no connection
-    ``conn_id`` (one lookup; the engine comes from the provider hook of the connection's type)."""
+    ``conn_id`` (one lookup; the engine comes from the provider hook of the connection's type);
+    ``kept``: one connection kept for a task that writes many batches (see ``engine_kwargs``)."""
     connection = results_connection(conn_id)
-    return None if connection is None else results_engine(connection, conn_id)
+    return None if connection is None else results_engine(connection, conn_id, kept=kept)
 
 
 def results_connection(conn_id: str = settings.RESULTS_DB_CONN_ID) -> Any:
@@ -136,9 +139,12 @@ def results_connection(conn_id: str = settings.RESULTS_DB_CONN_ID) -> Any:
         return None
 
 
-def results_engine(connection: Any, conn_id: str, *, pooled: bool = False) -> Engine:
+def results_engine(
+    connection: Any, conn_id: str, *, pooled: bool = False, kept: bool = False
+) -> Engine:
     """The engine of the results database of ``connection`` through its type's provider hook;
-    ``pooled`` for a long-lived reader (the dashboard), else no pool (see ``engine_kwargs``)."""
+    ``pooled`` for a long-lived reader (the dashboard), ``kept`` for a task that writes many
+    batches (a replay shard), else no pool (see ``engine_kwargs``)."""
     import importlib
 
     from include.painting_simulator.results_db import ResultsDatabaseError, engine_kwargs
@@ -154,7 +160,8 @@ def results_engine(connection: Any, conn_id: str, *, pooled: bool = False) -> En
     )
     dialect = "sqlite" if connection.conn_type == "sqlite" else "postgresql"
     try:
-        return hook.get_sqlalchemy_engine(engine_kwargs=engine_kwargs(dialect, pooled=pooled))
+        kwargs = engine_kwargs(dialect, pooled=pooled, kept=kept)
+        return hook.get_sqlalchemy_engine(engine_kwargs=kwargs)
     except Exception as exc:  # e.g. a malformed URL: name the connection, never its password
         message = str(exc).replace(connection.password, "***") if connection.password else exc
         raise ResultsDatabaseError(
@@ -174,17 +181,18 @@ def current_dag_id() -> str | None:
         return None
 
 
-def results_store(output_dir: str) -> ResultsWriter:
+def results_store(output_dir: str, *, kept: bool = False) -> ResultsWriter:
     """The results writer for ``output_dir`` (see :func:`results`); logs which store it is."""
     from include.painting_simulator.results import open_results
 
-    writer = open_results(output_dir, results_database(), current_dag_id())
+    writer = open_results(output_dir, results_database(kept=kept), current_dag_id())
     log.info("results → %s", writer.describe())
     return writer
 
 
-def results(config: settings.RunConfig) -> ResultsWriter:
+def results(config: settings.RunConfig, *, kept: bool = False) -> ResultsWriter:
     """The results writer of this run (see :mod:`results`): the database of the connection
     ``painting_results_db`` if Airflow has it, else the JSON-lines files in the output
-    directory. Logs ``results → <where>`` (call it first thing in a writing task)."""
-    return results_store(config.output_dir)
+    directory. Logs ``results → <where>`` (call it first thing in a writing task). ``kept``: a
+    task that writes many batches keeps one database connection until it closes the writer."""
+    return results_store(config.output_dir, kept=kept)

@@ -81,6 +81,10 @@ class ResultsWriter(Protocol):
         """Where one replay shard keeps its progress (what a retry resumes after)."""
         ...
 
+    def close(self) -> None:
+        """Let go of what the store keeps open (the results database's kept connection)."""
+        ...
+
 
 class ShardProgress(Protocol):
     """A replay shard's progress: the rows recorded so far and their tally."""
@@ -137,6 +141,9 @@ class JsonLinesResults:
         from include.painting_simulator.replay.shard import Progress
 
         return Progress(self.ledgers.output_dir, run_id, shard)  # a file in the output dir
+
+    def close(self) -> None:
+        pass  # every write opens and closes its files
 
 
 def open_results(

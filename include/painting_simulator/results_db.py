@@ -11,8 +11,10 @@ table and the column.
 
 Every write is exactly once by its key, like the JSON-lines store: rows by the primary key
 ``(run_id, blob, row_number)``, failure records by ``(run_id, task_id, try_number)``, replay
-reports by ``run_id`` — one ``INSERT … ON CONFLICT DO NOTHING`` per batch, in one transaction,
-so a retried task, a cleared run or a killed worker never duplicates or loses a row.
+reports by ``run_id``; a batch in one transaction, so a retried task, a cleared run or a killed
+worker never duplicates or loses a row. A batch of rows that are all new is one bulk write (``COPY``
+in PostgreSQL), which the primary key fails as a whole when a row is there already; then the batch
+goes through ``INSERT … ON CONFLICT DO NOTHING``, as failure records and reports always do.
 
 The ``record`` / ``report`` columns hold the JSON text the JSON-lines file would hold
 (:func:`ledger.json_line`), so that :meth:`DatabaseResults.lines` gives back ledger lines byte for
@@ -68,17 +70,22 @@ class SchemaError(ResultsDatabaseError):
     """The database's schema is not this code's: newer, or a table of the wrong shape."""
 
 
-def engine_kwargs(dialect: str, *, pooled: bool = False) -> dict[str, Any]:
+def engine_kwargs(dialect: str, *, pooled: bool = False, kept: bool = False) -> dict[str, Any]:
     """The ``create_engine`` arguments the store needs: JSON written as the ledgers write it; no
     pool (a task writes a few batches and ends: a long-lived process such as the dag-processor,
     which runs the failure callbacks, must not keep a connection per callback) unless ``pooled``
     (the dashboard's reader: one engine per api-server process, a few connections kept, checked
-    before use); for SQLite, a writer waits for another's lock."""
+    before use) or ``kept`` (a replay shard: two transactions a chunk for its whole task, on one
+    connection kept until :meth:`DatabaseResults.close`, checked before use; a new PostgreSQL
+    connection costs client and server about 7 ms of CPU together); for SQLite, a writer waits
+    for another's lock."""
     from sqlalchemy.pool import NullPool
 
     kwargs: dict[str, Any] = {"json_serializer": json_line, "json_deserializer": json.loads}
     if pooled:
         kwargs.update(pool_size=4, max_overflow=4, pool_pre_ping=True, pool_recycle=1800)
+    elif kept:
+        kwargs.update(pool_size=1, max_overflow=1, pool_pre_ping=True)
     else:
         kwargs["poolclass"] = NullPool
     if dialect == "sqlite":
@@ -339,6 +346,11 @@ class DatabaseResults:
     def progress(self, run_id: str, shard: int) -> DatabaseProgress:
         return DatabaseProgress(self, run_id, shard)
 
+    def close(self) -> None:
+        """Close the connections the engine keeps (``engine_kwargs(kept=True)``); the store
+        stays usable."""
+        self.engine.dispose()
+
     def _insert_once(self, name: str, rows: list[dict[str, Any]]) -> int:
         """Insert the rows whose key is not in table ``name`` yet, in one transaction; how many."""
         table = self.table(name)
@@ -357,13 +369,64 @@ class DatabaseResults:
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> int:
         """Insert the ``painting_results`` rows not there yet and, in the same transaction, add
-        the new ones (those RETURNING gives back) to the dashboard's counts; how many were new."""
+        the new ones to the dashboard's counts; how many were new.
+
+        A batch none of whose keys is there yet (nearly every batch: a retry's is the exception)
+        goes in as one bulk write (:meth:`_bulk_insert_new`), which fails as a whole on a key
+        that is there. Then (and with psycopg2) the batch goes through ``INSERT … ON CONFLICT DO
+        NOTHING RETURNING`` its key, which says which rows were new (:meth:`_insert_missing`)."""
+        with self.connection() as connection:
+            fresh = rows if self._bulk_insert_new(connection, rows) else (
+                self._insert_missing(connection, rows)
+            )  # fmt: skip
+            if fresh:
+                replay = self.dag_id == settings.REPLAY_DAG_ID
+                results_counts.add(connection, self.meta, self.dialect, fresh, replay)
+        return len(fresh)
+
+    def _bulk_insert_new(self, connection: Connection, rows: list[dict[str, Any]]) -> bool:
+        """Write ``rows`` into ``painting_results`` in one bulk write, in a savepoint: True; or
+        False, with nothing written, when one of their keys is there already (or twice in
+        ``rows``), and always with psycopg2. PostgreSQL: ``COPY … FROM STDIN`` (psycopg formats
+        the rows in C); SQLite: the driver's ``executemany`` of a plain ``INSERT``. Either takes
+        a fraction of the CPU per row of the ``INSERT … ON CONFLICT`` path
+        (``docs/performance.md``), on the server too."""
+        if self.dialect == "postgresql" and self.engine.dialect.driver != "psycopg":
+            return False
+        table = self.table(settings.RESULTS_TABLE)
+        values = _column_values(table, rows)
+        dbapi = self.engine.dialect.loaded_dbapi
+        savepoint = connection.begin_nested()
+        try:
+            driver = connection.connection.driver_connection
+            if self.dialect == "postgresql":
+                with driver.cursor() as cursor, cursor.copy(_copy_statement(table.name)) as copy:
+                    for row in zip(*values, strict=True):
+                        copy.write_row(row)
+            else:
+                driver.executemany(_plain_insert(table.name), list(zip(*values, strict=True)))
+        except dbapi.IntegrityError:
+            savepoint.rollback()
+            return False
+        except dbapi.Error as exc:  # the driver's own: name the connection, as for the rest
+            raise ResultsDatabaseError(self._explain(exc)) from None
+        savepoint.commit()
+        return True
+
+    def _insert_missing(
+        self, connection: Connection, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Insert the rows whose key is not in ``painting_results`` yet; the new ones, each
+        once (``RETURNING`` gives back the keys it inserted)."""
         table = self.table(settings.RESULTS_TABLE)
         if self.dialect == "postgresql":
             sql = _unnest_insert(table.name, self.engine.dialect.driver)
 
-            def insert(connection: Connection, chunk: list[dict[str, Any]]) -> Any:
-                return connection.exec_driver_sql(sql, _unnest_params(table, chunk))
+            def insert(chunk: list[dict[str, Any]]) -> Any:
+                return connection.exec_driver_sql(sql, dict(zip(
+                    [column.name for column in table.columns],
+                    _column_values(table, chunk), strict=True,
+                )))  # fmt: skip
         else:
             statement = (
                 dialect_insert(self.dialect)(table)
@@ -371,24 +434,19 @@ class DatabaseResults:
                 .returning(table.c.run_id, table.c.blob, table.c.row_number)
             )
 
-            def insert(connection: Connection, chunk: list[dict[str, Any]]) -> Any:
+            def insert(chunk: list[dict[str, Any]]) -> Any:
                 return connection.execute(statement, chunk)
 
-        with self.connection() as connection:
-            new: set[tuple[Any, ...]] = set()
-            for start in range(0, len(rows), INSERT_ROWS):
-                answer = insert(connection, rows[start : start + INSERT_ROWS])
-                new.update(tuple(key) for key in answer.all())
-            fresh, seen = [], set()
-            for row in rows:
-                key = (row["run_id"], row["blob"], row["row_number"])
-                if key in new and key not in seen:
-                    seen.add(key)
-                    fresh.append(row)
-            if fresh:
-                replay = self.dag_id == settings.REPLAY_DAG_ID
-                results_counts.add(connection, self.meta, self.dialect, fresh, replay)
-        return len(new)
+        new: set[tuple[Any, ...]] = set()
+        for start in range(0, len(rows), INSERT_ROWS):
+            new.update(tuple(key) for key in insert(rows[start : start + INSERT_ROWS]).all())
+        fresh, seen = [], set()
+        for row in rows:
+            key = (row["run_id"], row["blob"], row["row_number"])
+            if key in new and key not in seen:
+                seen.add(key)
+                fresh.append(row)
+        return fresh
 
     # --- reads ---
 
@@ -550,7 +608,7 @@ def _unnest_insert(name: str, driver: str) -> str:
     """PostgreSQL's insert of a batch into table ``name``, as the SQL the ``driver`` (psycopg or
     psycopg2) takes: ``INSERT … SELECT … FROM unnest(one array per column) ON CONFLICT DO
     NOTHING RETURNING`` its key, one short statement whatever the batch's size
-    (:func:`_unnest_params`); psycopg sends the arrays in binary (``%(name)b``).
+    (:func:`_column_values`); psycopg sends the arrays in binary (``%(name)b``).
 
     Not a multi-row ``VALUES`` (SQLAlchemy's "insertmanyvalues", as SQLite's store writes):
     psycopg rewrites a statement's placeholders with a regular expression and caches only short
@@ -576,19 +634,43 @@ def _unnest_insert(name: str, driver: str) -> str:
     )
 
 
-def _unnest_params(table: Table, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The rows of ``table`` as :func:`_unnest_insert`'s parameters: a list per column, a JSON
-    column's values as the text it holds (:func:`ledger.json_line`, as the engine's
-    ``json_serializer`` writes them)."""
+def _column_values(table: Table, rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """The rows of ``table`` as one list per column, in the table's order: the parameters of
+    :func:`_unnest_insert` and, zipped, the rows of the bulk write. A JSON column's values are
+    the text it holds (:func:`ledger.json_line`, as the engine's ``json_serializer`` writes
+    them)."""
     from sqlalchemy import JSON
 
-    return {
-        column.name: [
-            json_line(row[column.name]) if isinstance(column.type, JSON) else row[column.name]
-            for row in rows
-        ]
+    return [
+        [json_line(row[column.name]) for row in rows]
+        if isinstance(column.type, JSON)
+        else [row[column.name] for row in rows]
         for column in table.columns
-    }
+    ]
+
+
+@functools.cache
+def _copy_statement(name: str) -> str:
+    """PostgreSQL's ``COPY`` of table ``name``'s columns, in order, from the client."""
+    from sqlalchemy.dialects import postgresql
+
+    table = schema("postgresql")[0].tables[name]
+    quote = postgresql.dialect().identifier_preparer.quote
+    columns = ", ".join(quote(column.name) for column in table.columns)
+    return f"COPY {quote(table.name)} ({columns}) FROM STDIN"
+
+
+@functools.cache
+def _plain_insert(name: str) -> str:
+    """SQLite's ``INSERT`` of one row of table ``name``, its columns in order (no conflict
+    clause: a key already there fails it)."""
+    from sqlalchemy.dialects import sqlite
+
+    table = schema("sqlite")[0].tables[name]
+    quote = sqlite.dialect().identifier_preparer.quote
+    columns = ", ".join(quote(column.name) for column in table.columns)
+    marks = ", ".join("?" for _ in table.columns)
+    return f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})"
 
 
 def dialect_insert(dialect: str) -> Any:

@@ -126,13 +126,45 @@ def test_every_write_is_exactly_once_by_its_key(results_db):
     assert results_db.scalar("SELECT passed FROM painting_replay_reports") in (False, 0)
 
 
+@ENGINES
+def test_a_new_batch_is_one_bulk_write_and_one_with_a_row_there_already_falls_back(results_db):
+    """A batch of rows that are all new goes in as one bulk write (PostgreSQL's ``COPY``,
+    SQLite's ``executemany`` on the driver): no ``INSERT`` of ``painting_results`` goes through
+    the engine. A batch with a row there already writes nothing in bulk and falls back to
+    ``INSERT … ON CONFLICT DO NOTHING``: only its new rows are written, and counted."""
+    from sqlalchemy import event
+
+    store = results_db.store()
+    inserts: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _seen(connection, cursor, statement, *rest) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().startswith(f"INSERT INTO {settings.RESULTS_TABLE} "):
+            inserts.append(statement)
+
+    rows = [normal_result("a.csv", row) for row in range(10)]
+    assert store.write_rows(RUN, rows[:6]).new == 6
+    assert inserts == []  # the bulk write
+    assert results_db.scalar("SELECT count(*) FROM painting_results") == 6
+
+    assert store.write_rows(RUN, rows[4:]).new == 4  # rows 4 and 5 are there already
+    assert len(inserts) == 1
+    assert "ON CONFLICT" in inserts[0].upper()
+    assert results_db.rows("SELECT row_number FROM painting_results ORDER BY row_number") == [
+        (row,) for row in range(10)
+    ]
+    counted = results_db.scalar(f"SELECT sum(n) FROM {settings.MINUTE_COUNTS_TABLE}")
+    assert counted == 10  # the dashboard's counts: each row once
+
+
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
 def test_postgresql_writes_a_batch_once_with_every_column_through_either_driver(
     postgres_server, driver, tmp_path, monkeypatch
 ):
-    # The PostgreSQL store sends a batch as one array per column (INSERT … SELECT FROM unnest),
-    # in binary with psycopg, as literals with psycopg2 (the postgres provider's hook takes
-    # psycopg when it is installed): both must write what the JSON-lines store writes.
+    # A batch with a key twice is not a bulk write: the PostgreSQL store sends it as one array
+    # per column (INSERT … SELECT FROM unnest), in binary with psycopg, as literals with
+    # psycopg2 (which has no bulk write; the postgres provider's hook takes psycopg when it is
+    # installed): both must write what the JSON-lines store writes.
     from sqlalchemy import create_engine
 
     database = ResultsDb.postgresql(postgres_server)
@@ -209,6 +241,38 @@ def test_a_replay_shards_progress_is_kept_in_the_database_and_replaced_at_each_s
     assert store.progress(RUN, 0).load() is None
     assert store.progress("other-run", 1).load() is None
     assert results_db.scalar("SELECT count(*) FROM painting_replay_progress") == 1
+
+
+@ENGINES
+def test_a_replay_shards_writes_go_through_one_kept_connection_until_it_closes(results_db):
+    """A replay shard writes two transactions a chunk (its rows, its progress): with ``kept``
+    they share one connection, checked before use, closed by ``close``; without, each write
+    connects anew (a long-lived process keeps nothing)."""
+    from sqlalchemy import create_engine, event
+
+    from include.painting_simulator.replay.figures import Tally
+
+    def connects(kept: bool) -> tuple[int, int]:
+        engine = create_engine(results_db.url(), **results_db_kwargs(results_db.kind, kept))
+        made: list[object] = []
+        event.listen(engine, "connect", lambda connection, record: made.append(connection))
+        store = DatabaseResults(engine)
+        for chunk in range(3):
+            store.write_rows(f"{RUN}-{kept}", [normal_result("a.csv", chunk)])
+            store.progress(f"{RUN}-{kept}", 0).save(Tally(rows=chunk + 1))
+        opened = len(made)
+        kept_open = engine.pool.checkedin() if kept else 0
+        store.close()
+        left = engine.pool.checkedin() if kept else 0
+        engine.dispose()
+        return opened, kept_open, left
+
+    assert connects(kept=True) == (1, 1, 0)  # one connection, kept, then closed
+    assert connects(kept=False)[0] >= 6
+
+
+def results_db_kwargs(kind: str, kept: bool) -> dict[str, Any]:
+    return results_db.engine_kwargs(kind, kept=kept)
 
 
 @ENGINES
