@@ -149,6 +149,12 @@ class CallResult:
     reached: bool
 
 
+# The result of nearly every row, a normal answer to the first try: one object serves them all
+# (a replay pickles each chunk's results from its sending process to the shard's, and pickle
+# writes an object it has written before as a reference to it).
+_NORMAL_FIRST_TRY = CallResult(_NORMAL, 1, reached=True)
+
+
 class RetryPolicy:
     """The tries of one row: transport errors, 5xx and 429 are retried with back-off 1 s, 2 s,
     4 s, ...; a ``Retry-After`` header on a retryable answer is honoured (capped) when longer
@@ -173,6 +179,8 @@ class RetryPolicy:
             self.reached = True
             last = classify(answer)
             if not is_retryable(answer):
+                if last is _NORMAL and self.attempt == 1:
+                    return _NORMAL_FIRST_TRY
                 return CallResult(last, self.attempt, reached=True)
             if answer.retry_after is not None:
                 delay = max(delay, min(answer.retry_after, MAX_RETRY_AFTER_SECONDS))

@@ -212,6 +212,22 @@ def test_an_immediate_answer_is_not_retried_and_does_not_sleep() -> None:
     assert sleeps == []
 
 
+def test_every_normal_answer_to_a_first_try_is_one_shared_result() -> None:
+    """The result of nearly every row is one object (a replay pickles each chunk's results once
+    between its processes: pickle writes it once); others are their own."""
+    import pickle
+
+    first, second = (send_with_retries(ScriptedPost(NO_CONTENT), BODY) for _ in range(2))
+    retried = send_with_retries(ScriptedPost(HttpAnswer(500, ""), NO_CONTENT), BODY,
+                                sleep=Sleeps())  # fmt: skip
+    assert first is second
+    assert retried is not first
+    assert (retried.outcome.kind, retried.attempts) == (NORMAL, 2)
+    copies = [model_client.CallResult(first.outcome, 1, reached=True) for _ in range(1000)]
+    assert copies[0] == first
+    assert 5 * len(pickle.dumps([first] * 1000)) < len(pickle.dumps(copies))  # then referenced
+
+
 def test_transport_errors_are_retried_with_back_off_1_then_2_seconds() -> None:
     post = ScriptedPost(TransportError("refused"), TransportError("timeout"), ok(FLAT_RECORD))
     sleeps = Sleeps()

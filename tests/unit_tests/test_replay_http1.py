@@ -67,6 +67,29 @@ def test_a_100_continue_head_is_skipped_and_the_204_after_it_is_the_answer(serve
     assert send(server.url("/continue")).outcome.kind == settings.NORMAL
 
 
+def test_a_head_seen_before_is_not_parsed_again_and_its_headers_cannot_be_changed(
+    server, monkeypatch
+):
+    parsed: list[bytes] = []
+    parse = http1._parse_head_bytes
+    monkeypatch.setattr(http1, "_parse_head_bytes", lambda head: parsed.append(head) or parse(head))
+    monkeypatch.setattr(http1, "_HEADS", {})
+
+    normal = posts(server.url("/normal"), 5, limit=1)
+    anomaly = posts(server.url("/anomaly"), 3, limit=1)
+
+    assert len(parsed) == 2  # one parse per distinct head, not per answer
+    assert {a.status for a in normal} == {204}
+    assert {a.status for a in anomaly} == {200}
+    assert normal[0].headers == {"server": "awkward"}
+    assert anomaly[2].headers["content-type"] == "application/json"
+    with pytest.raises(TypeError):  # shared by every answer with that head
+        normal[0].headers["server"] = "changed"  # type: ignore[index]
+    for second in range(2 * http1._HEADS_KEPT):  # a new Date every second: the memory is bounded
+        http1._parse_head_bytes(f"HTTP/1.1 204 No Content\r\ndate: {second}".encode())
+    assert len(http1._HEADS) <= http1._HEADS_KEPT
+
+
 def test_connections_are_kept_alive_and_one_answered_with_close_is_not_reused(server):
     before = server.connections
     assert {a.status for a in posts(server.url("/anomaly"), 5, limit=1)} == {200}
