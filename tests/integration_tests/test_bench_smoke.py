@@ -1,7 +1,8 @@
 """`make bench` still works: its smoke run (tiny sizes) prints every figure.
 
 The replay figure has one line per results store (the JSON-lines files, PostgreSQL, SQLite),
-each with its ratio, both sides, its goal, the spread of its rounds and the CPU per row, and the
+each with its ratio (wrk POSTing the same rows), both sides, its goal, the spread of its rounds,
+its ratio to wrk's one normal body and the CPU per row, and the
 lines of what limits it: the replay's HTTP client alone ÷ wrk, and the machine's capacity.
 
 The figures themselves are not asserted: timings belong in the benchmark's output, not in tests.
@@ -49,9 +50,13 @@ def test_the_bench_smoke_run_prints_every_ratio(tmp_path):
             assert detail in section, section
     replay = out.split("3. Replay throughput ÷ wrk", 1)[-1].split("\n\n", 1)[0]
     for store, goal in STORE_GOALS.items():
-        line = (rf"^   {store} +ratio +\d+\.\d\d +\(replay [\d,]+ rows/s; wrk [\d,]+ req/s; "
-                rf"goal ≥ {re.escape(goal)}; rounds \d+\.\d\d–\d+\.\d\d\)$")  # fmt: skip
+        line = (rf"^   {store} +ratio +\d+\.\d\d +\(replay [\d,]+ rows/s; wrk [\d,]+ req/s "
+                rf"on the same rows; goal ≥ {re.escape(goal)}; "
+                rf"rounds \d+\.\d\d–\d+\.\d\d\)$")  # fmt: skip
         assert re.search(line, replay, re.MULTILINE), replay
+        one_body = r"\n +÷ wrk POSTing one normal row \([\d,]+ req/s\): \d+\.\d\d$"
+        assert re.search(rf"^   {store} +ratio .*\n.*\n.*CPU per row.*{one_body}", replay,
+                         re.MULTILINE), replay  # fmt: skip
         cpu = r"\n +CPU per row: the replay's processes [\d,]+ µs"
         assert re.search(rf"^   {store} +ratio .*\n.*{cpu}", replay, re.MULTILINE), replay
     assert "the PostgreSQL server's" in replay, replay
