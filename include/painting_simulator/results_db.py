@@ -375,26 +375,26 @@ class DatabaseResults:
         goes in as one bulk write (:meth:`_bulk_insert_new`), which fails as a whole on a key
         that is there. Then (and with psycopg2) the batch goes through ``INSERT … ON CONFLICT DO
         NOTHING RETURNING`` its key, which says which rows were new (:meth:`_insert_missing`)."""
+        values = _column_values(self.table(settings.RESULTS_TABLE), rows)
         with self.connection() as connection:
-            fresh = rows if self._bulk_insert_new(connection, rows) else (
-                self._insert_missing(connection, rows)
+            fresh = rows if self._bulk_insert_new(connection, values) else (
+                self._insert_missing(connection, rows, values)
             )  # fmt: skip
             if fresh:
                 replay = self.dag_id == settings.REPLAY_DAG_ID
                 results_counts.add(connection, self.meta, self.dialect, fresh, replay)
         return len(fresh)
 
-    def _bulk_insert_new(self, connection: Connection, rows: list[dict[str, Any]]) -> bool:
-        """Write ``rows`` into ``painting_results`` in one bulk write, in a savepoint: True; or
-        False, with nothing written, when one of their keys is there already (or twice in
-        ``rows``), and always with psycopg2. PostgreSQL: ``COPY … FROM STDIN`` (psycopg formats
-        the rows in C); SQLite: the driver's ``executemany`` of a plain ``INSERT``. Either takes
-        a fraction of the CPU per row of the ``INSERT … ON CONFLICT`` path
-        (``docs/performance.md``), on the server too."""
+    def _bulk_insert_new(self, connection: Connection, values: list[list[Any]]) -> bool:
+        """Write the rows (``values``: :func:`_column_values`) into ``painting_results`` in one
+        bulk write, in a savepoint: True; or False, with nothing written, when one of their keys
+        is there already (or twice in the rows), and always with psycopg2. PostgreSQL: ``COPY …
+        FROM STDIN`` (psycopg formats the rows in C); SQLite: the driver's ``executemany`` of a
+        plain ``INSERT``. Either takes a fraction of the CPU per row of the ``INSERT … ON
+        CONFLICT`` path (``docs/performance.md``), on the server too."""
         if self.dialect == "postgresql" and self.engine.dialect.driver != "psycopg":
             return False
         table = self.table(settings.RESULTS_TABLE)
-        values = _column_values(table, rows)
         dbapi = self.engine.dialect.loaded_dbapi
         savepoint = connection.begin_nested()
         try:
@@ -414,19 +414,19 @@ class DatabaseResults:
         return True
 
     def _insert_missing(
-        self, connection: Connection, rows: list[dict[str, Any]]
+        self, connection: Connection, rows: list[dict[str, Any]], values: list[list[Any]]
     ) -> list[dict[str, Any]]:
-        """Insert the rows whose key is not in ``painting_results`` yet; the new ones, each
-        once (``RETURNING`` gives back the keys it inserted)."""
+        """Insert the rows (``values``: theirs, :func:`_column_values`) whose key is not in
+        ``painting_results`` yet; the new ones, each once (``RETURNING`` gives back the keys it
+        inserted)."""
         table = self.table(settings.RESULTS_TABLE)
         if self.dialect == "postgresql":
             sql = _unnest_insert(table.name, self.engine.dialect.driver)
+            names = [column.name for column in table.columns]
 
-            def insert(chunk: list[dict[str, Any]]) -> Any:
-                return connection.exec_driver_sql(sql, dict(zip(
-                    [column.name for column in table.columns],
-                    _column_values(table, chunk), strict=True,
-                )))  # fmt: skip
+            def insert(start: int, end: int) -> Any:
+                slices = [column[start:end] for column in values]
+                return connection.exec_driver_sql(sql, dict(zip(names, slices, strict=True)))
         else:
             statement = (
                 dialect_insert(self.dialect)(table)
@@ -434,12 +434,12 @@ class DatabaseResults:
                 .returning(table.c.run_id, table.c.blob, table.c.row_number)
             )
 
-            def insert(chunk: list[dict[str, Any]]) -> Any:
-                return connection.execute(statement, chunk)
+            def insert(start: int, end: int) -> Any:
+                return connection.execute(statement, rows[start:end])
 
         new: set[tuple[Any, ...]] = set()
         for start in range(0, len(rows), INSERT_ROWS):
-            new.update(tuple(key) for key in insert(rows[start : start + INSERT_ROWS]).all())
+            new.update(tuple(key) for key in insert(start, start + INSERT_ROWS).all())
         fresh, seen = [], set()
         for row in rows:
             key = (row["run_id"], row["blob"], row["row_number"])
@@ -620,18 +620,30 @@ def _unnest_insert(name: str, driver: str) -> str:
 
     table = schema("postgresql")[0].tables[name]
     dialect = postgresql.dialect()
-    quote = dialect.identifier_preparer.quote
+    quoted, columns = _quoted_columns(name, "postgresql")
     marker = "b" if driver == "psycopg" else "s"
-    columns = ", ".join(quote(column.name) for column in table.columns)
     arrays = ", ".join(
         f"CAST(%({column.name}){marker} AS {column.type.compile(dialect=dialect)}[])"
         for column in table.columns
     )
-    key = ", ".join(quote(column.name) for column in table.primary_key.columns)
+    key = ", ".join(
+        dialect.identifier_preparer.quote(column.name) for column in table.primary_key.columns
+    )
     return (
-        f"INSERT INTO {quote(table.name)} ({columns}) SELECT {columns} "
+        f"INSERT INTO {quoted} ({columns}) SELECT {columns} "
         f"FROM unnest({arrays}) AS batch ({columns}) ON CONFLICT DO NOTHING RETURNING {key}"
     )
+
+
+@functools.cache
+def _quoted_columns(name: str, dialect: str) -> tuple[str, str]:
+    """Table ``name`` and its columns in order (comma-separated), quoted as ``dialect``
+    quotes them: the heads of the statements this module writes by hand."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    table = schema(dialect)[0].tables[name]
+    quote = (postgresql if dialect == "postgresql" else sqlite).dialect().identifier_preparer.quote
+    return quote(table.name), ", ".join(quote(column.name) for column in table.columns)
 
 
 def _column_values(table: Table, rows: list[dict[str, Any]]) -> list[list[Any]]:
@@ -652,25 +664,17 @@ def _column_values(table: Table, rows: list[dict[str, Any]]) -> list[list[Any]]:
 @functools.cache
 def _copy_statement(name: str) -> str:
     """PostgreSQL's ``COPY`` of table ``name``'s columns, in order, from the client."""
-    from sqlalchemy.dialects import postgresql
-
-    table = schema("postgresql")[0].tables[name]
-    quote = postgresql.dialect().identifier_preparer.quote
-    columns = ", ".join(quote(column.name) for column in table.columns)
-    return f"COPY {quote(table.name)} ({columns}) FROM STDIN"
+    quoted, columns = _quoted_columns(name, "postgresql")
+    return f"COPY {quoted} ({columns}) FROM STDIN"
 
 
 @functools.cache
 def _plain_insert(name: str) -> str:
     """SQLite's ``INSERT`` of one row of table ``name``, its columns in order (no conflict
     clause: a key already there fails it)."""
-    from sqlalchemy.dialects import sqlite
-
-    table = schema("sqlite")[0].tables[name]
-    quote = sqlite.dialect().identifier_preparer.quote
-    columns = ", ".join(quote(column.name) for column in table.columns)
-    marks = ", ".join("?" for _ in table.columns)
-    return f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})"
+    quoted, columns = _quoted_columns(name, "sqlite")
+    marks = ", ".join("?" for _ in schema("sqlite")[0].tables[name].columns)
+    return f"INSERT INTO {quoted} ({columns}) VALUES ({marks})"
 
 
 def dialect_insert(dialect: str) -> Any:

@@ -89,11 +89,7 @@ class SendProcess:
         try:
             reply = pickle.load(self._stdout)
         except EOFError:
-            code = self._process.wait()
-            raise RuntimeError(
-                f"the replay's sending process ended (exit code {code}) before it answered a "
-                "chunk; its error, if any, is in the log above"
-            ) from None
+            raise self._ended(" before it answered a chunk") from None
         if reply[0] == "unreached":
             raise sender.Unreached(reply[2], reply[3], chunk=reply[1])
         if reply[0] == "failed":
@@ -105,11 +101,15 @@ class SendProcess:
             pickle.dump(message, self._stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._stdin.flush()
         except BrokenPipeError:
-            code = self._process.wait()
-            raise RuntimeError(
-                f"the replay's sending process ended (exit code {code}); its error, if any, is "
-                "in the log above"
-            ) from None
+            raise self._ended() from None
+
+    def _ended(self, when: str = "") -> RuntimeError:
+        """The error of a sending process that ended (``when``: at which step), once it has."""
+        code = self._process.wait()
+        return RuntimeError(
+            f"the replay's sending process ended (exit code {code}){when}; its error, if any, "
+            "is in the log above"
+        )
 
     def close(self, kill: bool = False) -> None:
         """End the process: at once (``kill``), or when it has sent what it was given."""
