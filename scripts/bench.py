@@ -359,7 +359,7 @@ def tree_cpu_seconds(pid: int) -> float:
                 fields = fh.read().rsplit(")", 1)[1].split()
             with open(f"/proc/{current}/task/{current}/children", encoding="ascii") as fh:
                 todo += [int(child) for child in fh.read().split()]
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # ended before the open, or the read
             continue  # ended meanwhile: its CPU is now its parent's cutime
         total += sum(int(value) for value in fields[11:15]) / tick  # utime stime cutime cstime
     return total
