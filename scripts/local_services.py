@@ -313,6 +313,23 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def group_processes(pgid: int) -> list[str]:
+    """The live processes of process group ``pgid``, each as ``"<pid> <command line>"``
+    (zombies left out): what kept a group from stopping."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except OSError:  # ended meanwhile
+            continue
+        if int(stat[2]) == pgid and stat[0] != "Z":  # fields 3 and 5: state, process group
+            found.append(f"{entry.name} {command.decode(errors='replace')[:200]}")
+    return sorted(found, key=lambda line: int(line.split()[0]))
+
+
 class AirflowStandalone:
     """``airflow standalone`` (scheduler, dag-processor, api-server, triggerer) in its own
     process group, stopped like a Ctrl-C.
@@ -328,6 +345,8 @@ class AirflowStandalone:
         self.env, self.port, self.log_path, self.host = env, port, log_path, host
         self.base_url = f"http://{host}:{port}"
         self.process: subprocess.Popen[bytes] | None = None
+        # What was still running when SIGINT's grace ran out (:meth:`stop`), for its message.
+        self.lingering: list[str] = []
 
     def start(self) -> AirflowStandalone:
         def restore_default_signals() -> None:
@@ -395,6 +414,8 @@ class AirflowStandalone:
         for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
             if process.poll() is not None and not _group_alive(process.pid):
                 return sig == signal.SIGINT
+            if sig == signal.SIGTERM:
+                self.lingering = group_processes(process.pid)
             with contextlib.suppress(ProcessLookupError):
                 if sig == signal.SIGINT:
                     os.kill(process.pid, sig)

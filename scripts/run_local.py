@@ -402,7 +402,11 @@ def run() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("Stopping ...", flush=True)
         if not standalone.stop():
-            print("Airflow did not stop on SIGINT in time: its processes were killed", flush=True)
+            print(
+                "Airflow did not stop on SIGINT in time: its processes were killed; still "
+                "running then: " + ("; ".join(standalone.lingering) or "none found"),
+                flush=True,
+            )
         for service in reversed(services):
             service.stop()
         print("Stopped everything started here.", flush=True)

@@ -1,16 +1,20 @@
-"""`make run` (python -m scripts.run_local) reports a taken port by service and number."""
+"""`make run` (python -m scripts.run_local) reports a taken port by service and number, and a
+stop that SIGINT alone could not finish names the processes still running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from scripts.local_services import free_port
+from scripts.local_services import AirflowStandalone, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,3 +96,26 @@ def test_make_test_fast_lints_and_runs_only_the_unit_dag_validation_and_layout_t
         ".venv/bin/python -m pytest tests/unit_tests tests/dag_validation_tests tests/layout_tests"
     ]
     assert not any("install_system_packages" in c or "npm ci" in c for c in commands)
+
+
+# A stand-in for airflow standalone whose group outlives SIGINT: it and its child ignore it.
+STUBBORN = (
+    "import signal, subprocess, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+    "signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)  # child']); time.sleep(120)"
+)
+
+
+def test_a_stop_that_sigint_could_not_finish_names_what_was_still_running(tmp_path):
+    standalone = AirflowStandalone({}, free_port(), tmp_path / "standalone.log")
+    standalone.process = subprocess.Popen([sys.executable, "-c", STUBBORN], start_new_session=True)
+    pid = standalone.process.pid
+    try:
+        time.sleep(1.0)  # the child started
+        assert standalone.stop(grace=1.0) is False
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    assert len(standalone.lingering) == 2, standalone.lingering
+    assert standalone.lingering[0].startswith(f"{pid} "), standalone.lingering
+    assert "# child" in standalone.lingering[1], standalone.lingering

@@ -55,6 +55,6 @@ def standalone_with_sample(
     finally:
         stopped_on_sigint = server.stop()
     assert stopped_on_sigint, (
-        "processes of airflow standalone were still running 60s after SIGINT (killed); "
-        f"standalone log:\n{server.log_tail()}"
+        "processes of airflow standalone were still running 60s after SIGINT (killed): "
+        f"{'; '.join(server.lingering)}; standalone log:\n{server.log_tail()}"
     )
