@@ -355,12 +355,12 @@ def tree_cpu_seconds(pid: int) -> float:
     while todo:
         current = todo.pop()
         try:
-            with open(f"/proc/{current}/stat", encoding="ascii") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
+            if (fields := local_services.proc_stat(current)) is None:
+                continue  # ended meanwhile: its CPU is now its parent's cutime
             with open(f"/proc/{current}/task/{current}/children", encoding="ascii") as fh:
                 todo += [int(child) for child in fh.read().split()]
         except (FileNotFoundError, ProcessLookupError):  # ended before the open, or the read
-            continue  # ended meanwhile: its CPU is now its parent's cutime
+            continue
         total += sum(int(value) for value in fields[11:15]) / tick  # utime stime cutime cstime
     return total
 

@@ -313,20 +313,30 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the first: field 3, the
+    state), or None when the process is gone (before the open, or during the read: ESRCH)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
 def group_processes(pgid: int) -> list[str]:
     """The live processes of process group ``pgid``, each as ``"<pid> <command line>"``
     (zombies left out): what kept a group from stopping."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or (stat := proc_stat(entry.name)) is None:
+            continue
+        if int(stat[2]) != pgid or stat[0] == "Z":  # fields 5 and 3: process group, state
             continue
         try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
         except OSError:  # ended meanwhile
             continue
-        if int(stat[2]) == pgid and stat[0] != "Z":  # fields 3 and 5: state, process group
-            found.append(f"{entry.name} {command.decode(errors='replace')[:200]}")
+        found.append(f"{entry.name} {command.decode(errors='replace')[:200]}")
     return sorted(found, key=lambda line: int(line.split()[0]))
 
 

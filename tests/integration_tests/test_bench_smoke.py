@@ -80,7 +80,7 @@ def test_server_cpu_counts_on_when_a_process_ends_while_it_is_read(monkeypatch):
     """A PostgreSQL backend that ends between the open of its ``/proc/<pid>/stat`` and the read
     (the read fails with ESRCH) is skipped: it stopped a ``make bench`` run once. The process is
     real and really ends; only the moment is forced, by ending it from inside ``open``."""
-    from scripts import bench
+    from scripts import bench, local_services
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     real_open = open
@@ -92,7 +92,7 @@ def test_server_cpu_counts_on_when_a_process_ends_while_it_is_read(monkeypatch):
             child.wait()
         return handle
 
-    monkeypatch.setattr(bench, "open", open_then_end, raising=False)
+    monkeypatch.setattr(local_services, "open", open_then_end, raising=False)
     try:
         assert bench.tree_cpu_seconds(child.pid) == 0.0
     finally:

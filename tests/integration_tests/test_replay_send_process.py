@@ -42,11 +42,8 @@ def payload(body: dict) -> bytes:
 
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie waiting for its reaper."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    stat = local_services.proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 def test_every_chunk_is_answered_in_order_entry_for_entry(model_service):

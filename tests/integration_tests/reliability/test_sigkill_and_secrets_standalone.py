@@ -53,11 +53,9 @@ def descends_from(pid: int, ancestor: int) -> bool:
     while pid > 1:
         if pid == ancestor:
             return True
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
+        if (stat := local_services.proc_stat(pid)) is None:
             return False
-        pid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: the parent's pid
+        pid = int(stat[1])  # field 4: the parent's pid
     return False
 
 
