@@ -98,20 +98,29 @@ def test_make_test_fast_lints_and_runs_only_the_unit_dag_validation_and_layout_t
     assert not any("install_system_packages" in c or "npm ci" in c for c in commands)
 
 
-# A stand-in for airflow standalone whose group outlives SIGINT: it and its child ignore it.
+# A stand-in for airflow standalone whose group outlives SIGINT: a process and its child.
+# The child writes the file named by argv[1] once both ignore SIGINT (the parent sets
+# SIG_IGN before it starts the child).
 STUBBORN = (
     "import signal, subprocess, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-    "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
-    "signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)  # child']); time.sleep(120)"
+    "subprocess.Popen([sys.executable, '-c', 'import pathlib, signal, sys, time; "
+    "signal.signal(signal.SIGINT, signal.SIG_IGN); pathlib.Path(sys.argv[1]).touch(); "
+    "time.sleep(120)  # child', sys.argv[1]]); time.sleep(120)"
 )
 
 
 def test_a_stop_that_sigint_could_not_finish_names_what_was_still_running(tmp_path):
     standalone = AirflowStandalone({}, free_port(), tmp_path / "standalone.log")
-    standalone.process = subprocess.Popen([sys.executable, "-c", STUBBORN], start_new_session=True)
+    ready = tmp_path / "child-ready"
+    standalone.process = subprocess.Popen(
+        [sys.executable, "-c", STUBBORN, str(ready)], start_new_session=True
+    )
     pid = standalone.process.pid
     try:
-        time.sleep(1.0)  # the child started
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the stand-in's child did not start in 30 s"
+            time.sleep(0.05)
         assert standalone.stop(grace=1.0) is False
     finally:
         with contextlib.suppress(ProcessLookupError):

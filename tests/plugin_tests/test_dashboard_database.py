@@ -88,7 +88,9 @@ def test_the_api_answers_from_the_database_as_from_the_files(
     for _ in range(3):  # the ranges end at the current minute: both stores asked within one
         minute = now_minute()
         simulator.monkeypatch.setenv("AIRFLOW_CONN_PAINTING_RESULTS_DB", database)
-        if output_dir is not None:
+        if output_dir is None:  # as it was before the files were asked
+            simulator.monkeypatch.delenv("AIRFLOW_VAR_PAINTING_OUTPUT_DIR", raising=False)
+        else:
             simulator.monkeypatch.setenv("AIRFLOW_VAR_PAINTING_OUTPUT_DIR", output_dir)
         from_database = every_answer(client, auth)
         simulator.monkeypatch.delenv("AIRFLOW_CONN_PAINTING_RESULTS_DB")
