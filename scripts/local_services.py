@@ -323,9 +323,9 @@ def proc_stat(pid: int | str) -> list[str] | None:
         return None
 
 
-def group_processes(pgid: int) -> list[str]:
-    """The live processes of process group ``pgid``, each as ``"<pid> <command line>"``
-    (zombies left out): what kept a group from stopping."""
+def _group_members(pgid: int) -> list[tuple[int, list[str]]]:
+    """The live processes of process group ``pgid`` (zombies left out), each as its PID and
+    its argv, by PID."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or (stat := proc_stat(entry.name)) is None:
@@ -333,11 +333,33 @@ def group_processes(pgid: int) -> list[str]:
         if int(stat[2]) != pgid or stat[0] == "Z":  # fields 5 and 3: process group, state
             continue
         try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+            argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         except OSError:  # ended meanwhile
             continue
-        found.append(f"{entry.name} {command.decode(errors='replace')[:200]}")
-    return sorted(found, key=lambda line: int(line.split()[0]))
+        found.append((int(entry.name), [arg.decode(errors="replace") for arg in argv]))
+    return sorted(found)
+
+
+def group_processes(pgid: int) -> list[str]:
+    """The live processes of process group ``pgid``, each as ``"<pid> <command line>"``
+    (zombies left out): what kept a group from stopping."""
+    return [_described(pid, argv) for pid, argv in _group_members(pgid)]
+
+
+def _described(pid: int, argv: list[str]) -> str:
+    return f"{pid} {' '.join(argv)[:200]}"
+
+
+def _is_dag_processor(argv: list[str]) -> bool:
+    """``.../airflow dag-processor``, as standalone starts it."""
+    return len(argv) >= 2 and argv[-1] == "dag-processor" and argv[-2].endswith("airflow")
+
+
+# Airflow 3.3.2's dag-processor can miss the SIGTERM that standalone sends it on Ctrl-C: one
+# that arrives while it starts a DAG-file parse process is not acted on (its handler stays
+# installed, and the next SIGTERM stops it cleanly). Seen in CI, then reproduced by a SIGTERM
+# timed to the moment it starts its parse processes (its 30-second re-parse): 4 of 16 missed.
+DAG_PROCESSOR_RESEND_SECONDS = 20.0
 
 
 class AirflowStandalone:
@@ -347,8 +369,9 @@ class AirflowStandalone:
     Two facts shape this: standalone stops its components only on SIGINT, and a process started
     in the background inherits an *ignored* SIGINT, so the default handler is restored before
     exec. SIGINT goes to standalone alone (interrupting the whole group at once can deadlock the
-    scheduler's executor workers); only what is still alive after the grace period gets SIGTERM,
-    then SIGKILL, by process group.
+    scheduler's executor workers), and SIGTERM again to a dag-processor that missed
+    standalone's; only what is still alive after the grace period gets SIGTERM, then SIGKILL,
+    by process group.
     """
 
     def __init__(self, env: dict[str, str], port: int, log_path: Path, host: str = "127.0.0.1"):
@@ -357,6 +380,8 @@ class AirflowStandalone:
         self.process: subprocess.Popen[bytes] | None = None
         # What was still running when SIGINT's grace ran out (:meth:`stop`), for its message.
         self.lingering: list[str] = []
+        # Each dag-processor that was sent SIGTERM again during the grace (:meth:`stop`).
+        self.resent: list[str] = []
 
     def start(self) -> AirflowStandalone:
         def restore_default_signals() -> None:
@@ -416,8 +441,13 @@ class AirflowStandalone:
             f"log {self.log_path}:\n{self.log_tail()}"
         )
 
-    def stop(self, grace: float = 60.0) -> bool:
-        """Stop everything; True if SIGINT alone was enough, False if it had to be killed."""
+    def stop(self, grace: float = 60.0, resend: float = DAG_PROCESSOR_RESEND_SECONDS) -> bool:
+        """Stop everything; True if it stopped without being killed, False if it had to be.
+
+        Without a kill means on SIGINT to standalone, which sends SIGTERM to its components,
+        and a SIGTERM again, every ``resend`` seconds of the grace, to a dag-processor still
+        running (see :data:`DAG_PROCESSOR_RESEND_SECONDS`; :attr:`resent` names it).
+        """
         process, self.process = self.process, None
         if process is None:
             return True
@@ -432,9 +462,21 @@ class AirflowStandalone:
                 else:
                     os.killpg(process.pid, sig)
             deadline = time.monotonic() + wait
+            next_resend = time.monotonic() + resend
             while time.monotonic() < deadline:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=0.5)
                 if process.poll() is not None and not _group_alive(process.pid):
                     return sig == signal.SIGINT
+                if sig == signal.SIGINT and time.monotonic() >= next_resend:
+                    self._terminate_dag_processors(process.pid)
+                    next_resend += resend
         return False
+
+    def _terminate_dag_processors(self, pgid: int) -> None:
+        """SIGTERM to each dag-processor of the group still running (recorded in :attr:`resent`)."""
+        for pid, argv in _group_members(pgid):
+            if _is_dag_processor(argv):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                    self.resent.append(_described(pid, argv))

@@ -401,7 +401,14 @@ def run() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("Stopping ...", flush=True)
-        if not standalone.stop():
+        stopped_cleanly = standalone.stop()
+        if standalone.resent:
+            print(
+                "The dag-processor missed standalone's SIGTERM (an Airflow 3.3.2 race); sent it "
+                "again: " + "; ".join(standalone.resent),
+                flush=True,
+            )
+        if not stopped_cleanly:
             print(
                 "Airflow did not stop on SIGINT in time: its processes were killed; still "
                 "running then: " + ("; ".join(standalone.lingering) or "none found"),

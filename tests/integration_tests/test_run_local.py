@@ -98,6 +98,14 @@ def test_make_test_fast_lints_and_runs_only_the_unit_dag_validation_and_layout_t
     assert not any("install_system_packages" in c or "npm ci" in c for c in commands)
 
 
+def wait_for(ready: Path, timeout: float = 30.0) -> None:
+    """Until a stand-in has written ``ready`` (it has set its signal handlers)."""
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        assert time.monotonic() < deadline, f"the stand-in did not write {ready} in {timeout:.0f} s"
+        time.sleep(0.05)
+
+
 # A stand-in for airflow standalone whose group outlives SIGINT: a process and its child.
 # The child writes the file named by argv[1] once both ignore SIGINT (the parent sets
 # SIG_IGN before it starts the child).
@@ -117,10 +125,7 @@ def test_a_stop_that_sigint_could_not_finish_names_what_was_still_running(tmp_pa
     )
     pid = standalone.process.pid
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert time.monotonic() < deadline, "the stand-in's child did not start in 30 s"
-            time.sleep(0.05)
+        wait_for(ready)
         assert standalone.stop(grace=1.0) is False
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -128,3 +133,50 @@ def test_a_stop_that_sigint_could_not_finish_names_what_was_still_running(tmp_pa
     assert len(standalone.lingering) == 2, standalone.lingering
     assert standalone.lingering[0].startswith(f"{pid} "), standalone.lingering
     assert "# child" in standalone.lingering[1], standalone.lingering
+
+
+# A stand-in for airflow standalone whose dag-processor misses the first SIGTERM: on SIGINT the
+# parent sends SIGTERM to its child (as standalone does) and waits for it; the child, named like
+# standalone's dag-processor, stops on its second SIGTERM only. It writes $READY when set up.
+MISSES_FIRST_SIGTERM = (
+    "import os, pathlib, signal, time; seen = []\n"
+    "def on_term(signum, frame):\n"
+    "    seen.append(signum)\n"
+    "    if len(seen) > 1: raise SystemExit(0)\n"
+    "signal.signal(signal.SIGTERM, on_term); pathlib.Path(os.environ['READY']).touch()\n"
+    "while True: time.sleep(0.1)\n"
+)
+STANDALONE_STAND_IN = (
+    "import subprocess, sys, time\n"
+    f"child = subprocess.Popen([sys.executable, '-c', {MISSES_FIRST_SIGTERM!r}, "
+    "'airflow', 'dag-processor'])\n"
+    "try:\n"
+    "    while True: time.sleep(0.1)\n"
+    "except KeyboardInterrupt:\n"
+    "    child.terminate(); child.wait()\n"
+)
+
+
+def test_a_dag_processor_that_missed_standalones_sigterm_gets_it_again(tmp_path):
+    """Airflow 3.3.2's dag-processor can miss standalone's SIGTERM (see
+    ``DAG_PROCESSOR_RESEND_SECONDS``): the stop sends it again, and the stop stays clean.
+
+    A stand-in, because a real dag-processor misses it only by chance (a SIGTERM that lands
+    while it starts a parse process), not on demand."""
+    standalone = AirflowStandalone({}, free_port(), tmp_path / "standalone.log")
+    ready = tmp_path / "dag-processor-ready"
+    standalone.process = subprocess.Popen(
+        [sys.executable, "-c", STANDALONE_STAND_IN],
+        env={**os.environ, "READY": str(ready)},
+        start_new_session=True,
+    )
+    pid = standalone.process.pid
+    try:
+        wait_for(ready)
+        assert standalone.stop(grace=10.0, resend=1.0) is True, standalone.lingering
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    assert len(standalone.resent) == 1, standalone.resent
+    assert "on_term" in standalone.resent[0], standalone.resent  # the child, not standalone
+    assert standalone.lingering == []
