@@ -350,16 +350,16 @@ def _described(pid: int, argv: list[str]) -> str:
     return f"{pid} {' '.join(argv)[:200]}"
 
 
-def _is_dag_processor(argv: list[str]) -> bool:
-    """``.../airflow dag-processor``, as standalone starts it."""
-    return len(argv) >= 2 and argv[-1] == "dag-processor" and argv[-2].endswith("airflow")
-
-
-# Airflow 3.3.2's dag-processor can miss the SIGTERM that standalone sends it on Ctrl-C: one
-# that arrives while it starts a DAG-file parse process is not acted on (its handler stays
-# installed, and the next SIGTERM stops it cleanly). Seen in CI, then reproduced by a SIGTERM
-# timed to the moment it starts its parse processes (its 30-second re-parse): 4 of 16 missed.
-DAG_PROCESSOR_RESEND_SECONDS = 20.0
+# An Airflow 3.3.2 component can miss the SIGTERM that standalone sends it on Ctrl-C, once:
+# standalone sends it one SIGTERM, and the component's handler (log, then ``sys.exit``) can be
+# undone while the component forks (a dag-processor its parse processes, a scheduler its
+# executor's workers). One way, shown with a plain script (4 missed in 120): CPython drops the
+# exception that a signal handler raises inside an ``os.register_at_fork`` callback (logging
+# has them), "Exception ignored in ...", and the process goes on. Seen in CI (a dag-processor,
+# then a scheduler) and reproduced: a SIGTERM timed to a dag-processor's start of its parse
+# processes was missed 4 times in 16 (the handler still installed: the next SIGTERM stopped it
+# cleanly).
+COMPONENT_RESEND_SECONDS = 20.0
 
 
 class AirflowStandalone:
@@ -369,9 +369,9 @@ class AirflowStandalone:
     Two facts shape this: standalone stops its components only on SIGINT, and a process started
     in the background inherits an *ignored* SIGINT, so the default handler is restored before
     exec. SIGINT goes to standalone alone (interrupting the whole group at once can deadlock the
-    scheduler's executor workers), and SIGTERM again to a dag-processor that missed
-    standalone's; only what is still alive after the grace period gets SIGTERM, then SIGKILL,
-    by process group.
+    scheduler's executor workers), and SIGTERM again to a component that missed standalone's;
+    only what is still alive after the grace period gets SIGTERM, then SIGKILL, by process
+    group.
     """
 
     def __init__(self, env: dict[str, str], port: int, log_path: Path, host: str = "127.0.0.1"):
@@ -380,7 +380,7 @@ class AirflowStandalone:
         self.process: subprocess.Popen[bytes] | None = None
         # What was still running when SIGINT's grace ran out (:meth:`stop`), for its message.
         self.lingering: list[str] = []
-        # Each dag-processor that was sent SIGTERM again during the grace (:meth:`stop`).
+        # Each component that was sent SIGTERM again during the grace (:meth:`stop`).
         self.resent: list[str] = []
 
     def start(self) -> AirflowStandalone:
@@ -441,12 +441,12 @@ class AirflowStandalone:
             f"log {self.log_path}:\n{self.log_tail()}"
         )
 
-    def stop(self, grace: float = 60.0, resend: float = DAG_PROCESSOR_RESEND_SECONDS) -> bool:
+    def stop(self, grace: float = 60.0, resend: float = COMPONENT_RESEND_SECONDS) -> bool:
         """Stop everything; True if it stopped without being killed, False if it had to be.
 
         Without a kill means on SIGINT to standalone, which sends SIGTERM to its components,
-        and a SIGTERM again, every ``resend`` seconds of the grace, to a dag-processor still
-        running (see :data:`DAG_PROCESSOR_RESEND_SECONDS`; :attr:`resent` names it).
+        and a SIGTERM again, every ``resend`` seconds of the grace, to each component still
+        running (see :data:`COMPONENT_RESEND_SECONDS`; :attr:`resent` names them).
         """
         process, self.process = self.process, None
         if process is None:
@@ -469,14 +469,15 @@ class AirflowStandalone:
                 if process.poll() is not None and not _group_alive(process.pid):
                     return sig == signal.SIGINT
                 if sig == signal.SIGINT and time.monotonic() >= next_resend:
-                    self._terminate_dag_processors(process.pid)
+                    self._terminate_components(process.pid)
                     next_resend += resend
         return False
 
-    def _terminate_dag_processors(self, pgid: int) -> None:
-        """SIGTERM to each dag-processor of the group still running (recorded in :attr:`resent`)."""
-        for pid, argv in _group_members(pgid):
-            if _is_dag_processor(argv):
+    def _terminate_components(self, pid: int) -> None:
+        """SIGTERM to each of standalone's (``pid``) own children still running: its
+        components (recorded in :attr:`resent`)."""
+        for child, argv in _group_members(pid):
+            if (stat := proc_stat(child)) is not None and int(stat[1]) == pid:  # field 4: parent
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
-                    self.resent.append(_described(pid, argv))
+                    os.kill(child, signal.SIGTERM)
+                    self.resent.append(_described(child, argv))

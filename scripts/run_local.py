@@ -404,8 +404,9 @@ def run() -> None:
         stopped_cleanly = standalone.stop()
         if standalone.resent:
             print(
-                "The dag-processor missed standalone's SIGTERM (an Airflow 3.3.2 race); sent it "
-                "again: " + "; ".join(standalone.resent),
+                f"Still running {local_services.COMPONENT_RESEND_SECONDS:.0f} s after standalone's "
+                "SIGTERM (a missed SIGTERM, an Airflow 3.3.2 race), sent it again: "
+                + "; ".join(standalone.resent),
                 flush=True,
             )
         if not stopped_cleanly:

@@ -135,19 +135,27 @@ def test_a_stop_that_sigint_could_not_finish_names_what_was_still_running(tmp_pa
     assert "# child" in standalone.lingering[1], standalone.lingering
 
 
-# A stand-in for airflow standalone whose dag-processor misses the first SIGTERM: on SIGINT the
-# parent sends SIGTERM to its child (as standalone does) and waits for it; the child, named like
-# standalone's dag-processor, stops on its second SIGTERM only. It writes $READY when set up.
+# A stand-in for airflow standalone whose component misses the first SIGTERM: on SIGINT the
+# parent sends SIGTERM to its child (as standalone does) and waits for it; the child (named like
+# standalone's dag-processor) stops on its second SIGTERM only, and has a child of its own that
+# is no component (it must not be sent anything). It writes $READY when set up. SIGINT gets its
+# default handler back: a suite run in the background (CI) hands its children an ignored one.
 MISSES_FIRST_SIGTERM = (
-    "import os, pathlib, signal, time; seen = []\n"
+    "import os, pathlib, signal, subprocess, sys, time; seen = []\n"
     "def on_term(signum, frame):\n"
     "    seen.append(signum)\n"
     "    if len(seen) > 1: raise SystemExit(0)\n"
-    "signal.signal(signal.SIGTERM, on_term); pathlib.Path(os.environ['READY']).touch()\n"
-    "while True: time.sleep(0.1)\n"
+    "signal.signal(signal.SIGTERM, on_term)\n"
+    "grandchild = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+    "pathlib.Path(os.environ['READY']).touch()\n"
+    "try:\n"
+    "    while True: time.sleep(0.1)\n"
+    "finally:\n"
+    "    grandchild.kill()\n"
 )
 STANDALONE_STAND_IN = (
-    "import subprocess, sys, time\n"
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     f"child = subprocess.Popen([sys.executable, '-c', {MISSES_FIRST_SIGTERM!r}, "
     "'airflow', 'dag-processor'])\n"
     "try:\n"
@@ -157,14 +165,14 @@ STANDALONE_STAND_IN = (
 )
 
 
-def test_a_dag_processor_that_missed_standalones_sigterm_gets_it_again(tmp_path):
-    """Airflow 3.3.2's dag-processor can miss standalone's SIGTERM (see
-    ``DAG_PROCESSOR_RESEND_SECONDS``): the stop sends it again, and the stop stays clean.
+def test_a_component_that_missed_standalones_sigterm_gets_it_again(tmp_path):
+    """An Airflow 3.3.2 component can miss standalone's SIGTERM (see
+    ``COMPONENT_RESEND_SECONDS``): the stop sends it again, and the stop stays clean.
 
-    A stand-in, because a real dag-processor misses it only by chance (a SIGTERM that lands
-    while it starts a parse process), not on demand."""
+    A stand-in, because a real component misses it only by chance (a SIGTERM that lands while
+    it forks), not on demand."""
     standalone = AirflowStandalone({}, free_port(), tmp_path / "standalone.log")
-    ready = tmp_path / "dag-processor-ready"
+    ready = tmp_path / "component-ready"
     standalone.process = subprocess.Popen(
         [sys.executable, "-c", STANDALONE_STAND_IN],
         env={**os.environ, "READY": str(ready)},
@@ -178,5 +186,5 @@ def test_a_dag_processor_that_missed_standalones_sigterm_gets_it_again(tmp_path)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     assert len(standalone.resent) == 1, standalone.resent
-    assert "on_term" in standalone.resent[0], standalone.resent  # the child, not standalone
+    assert "on_term" in standalone.resent[0], standalone.resent  # the child, not the grandchild
     assert standalone.lingering == []
