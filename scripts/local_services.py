@@ -323,9 +323,9 @@ def proc_stat(pid: int | str) -> list[str] | None:
         return None
 
 
-def _group_members(pgid: int) -> list[tuple[int, list[str]]]:
-    """The live processes of process group ``pgid`` (zombies left out), each as its PID and
-    its argv, by PID."""
+def _group_members(pgid: int) -> list[tuple[int, int, list[str]]]:
+    """The live processes of process group ``pgid`` (zombies left out), each as its PID, its
+    parent's PID and its argv, by PID."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or (stat := proc_stat(entry.name)) is None:
@@ -336,14 +336,15 @@ def _group_members(pgid: int) -> list[tuple[int, list[str]]]:
             argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         except OSError:  # ended meanwhile
             continue
-        found.append((int(entry.name), [arg.decode(errors="replace") for arg in argv]))
+        parent = int(stat[1])  # field 4
+        found.append((int(entry.name), parent, [arg.decode(errors="replace") for arg in argv]))
     return sorted(found)
 
 
 def group_processes(pgid: int) -> list[str]:
     """The live processes of process group ``pgid``, each as ``"<pid> <command line>"``
     (zombies left out): what kept a group from stopping."""
-    return [_described(pid, argv) for pid, argv in _group_members(pgid)]
+    return [_described(pid, argv) for pid, _parent, argv in _group_members(pgid)]
 
 
 def _described(pid: int, argv: list[str]) -> str:
@@ -476,8 +477,8 @@ class AirflowStandalone:
     def _terminate_components(self, pid: int) -> None:
         """SIGTERM to each of standalone's (``pid``) own children still running: its
         components (recorded in :attr:`resent`)."""
-        for child, argv in _group_members(pid):
-            if (stat := proc_stat(child)) is not None and int(stat[1]) == pid:  # field 4: parent
+        for child, parent, argv in _group_members(pid):
+            if parent == pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGTERM)
                     self.resent.append(_described(child, argv))
