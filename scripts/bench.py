@@ -14,8 +14,10 @@ and the spread of its rounds:
    of the same blob + ``pandas.read_csv(dtype=str)`` of its bytes, alternated.       goal ≤ 1.5
 3. Replay throughput ÷ ``wrk`` throughput against the same model service (``--workers N``)
    at the same concurrency, wrk POSTing the bodies of the rows the replay sends (from a Lua
-   script, in turn), alternated, once per results store the replay writes through (also shown:
-   ÷ wrk POSTing one valid normal row): the JSON-lines files                   goal ≥ 0.9
+   script, in turn) just before and just after each replay, alternated rounds (a round's ratio:
+   the replay ÷ the mean of its two wrk runs; the figure: the median of the rounds' ratios,
+   each round with the machine's CPU steal over it), once per results store the replay writes
+   through (also shown: ÷ wrk POSTing one valid normal row): the JSON-lines files  goal ≥ 0.9
    and the results database, PostgreSQL (a server of its own, started here) and SQLite, a fresh
    database each round, opened as the DAG opens it (connection ``painting_results_db``).
                                                                               goal ≥ 0.8
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -108,7 +111,7 @@ CPU_FIELDS = ("user", "system", "children_user", "children_system")
 
 SIZES = {
     "full": {"small": 1_000, "large": 1_000_000, "replay": 20_000, "memory_base": 10_000,
-             "memory_large": 1_000_000, "parse_reps": 15, "tick_reps": 30, "wrk_seconds": 10,
+             "memory_large": 1_000_000, "parse_reps": 15, "tick_reps": 30, "wrk_seconds": 5,
              "rounds": 5, "cold_rounds": 3, "spin_seconds": 3},
     "smoke": {"small": 100, "large": 2_000, "replay": 300, "memory_base": 100,
               "memory_large": 1_000, "parse_reps": 1, "tick_reps": 3, "wrk_seconds": 1,
@@ -606,15 +609,68 @@ def show_tick(size: dict[str, int], cache_dir: Path) -> None:
           f"rounds {spread(rounds_cold)})")  # fmt: skip
 
 
+@dataclasses.dataclass
+class Rounds:
+    """One line of figure 3, round by round: the replay's rate (or the bare client's), the wrk
+    rates just before and just after it, the CPU per row, and the machine's CPU steal over the
+    round."""
+
+    replay: list[float] = dataclasses.field(default_factory=list)
+    wrk: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    cpu: list[float] = dataclasses.field(default_factory=list)  # µs a row, the replay's processes
+    steal: list[float] = dataclasses.field(default_factory=list)  # share of the CPUs' time
+
+    def ratios(self) -> list[float]:
+        """Each round's replay ÷ the mean of the wrk runs around it: a slower or faster machine
+        in the middle of a round moves both sides."""
+        return [rate / ((a + b) / 2) for rate, (a, b) in zip(self.replay, self.wrk, strict=True)]
+
+    def ratio(self) -> float:
+        """The figure: the median of the rounds' ratios (a round whose machine changed speed
+        between its sides does not carry the figure)."""
+        return statistics.median(self.ratios())
+
+    def reference(self) -> float:
+        """wrk's median rate, a round's the mean of its two runs."""
+        return statistics.median((a + b) / 2 for a, b in self.wrk)
+
+    def rates(self) -> str:
+        """The ``rounds:`` line: each round's replay rate, its wrk rates (before/after) and the
+        CPU steal over it."""
+        return (", ".join(f"{rate:,.0f}" for rate in self.replay) + " rows/s; wrk before/after "
+                + ", ".join(f"{a:,.0f}/{b:,.0f}" for a, b in self.wrk) + " req/s; CPU steal "
+                + ", ".join(f"{share:.1%}" for share in self.steal))  # fmt: skip
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """``(steal, all)``: the machine's CPU time so far in clock ticks, all of it and the part the
+    hypervisor gave this virtual machine's CPUs to other guests (``/proc/stat``'s first line)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, fh.readline().split()[1:9])
+    return steal, user + nice + system + idle + iowait + irq + softirq + steal
+
+
+def measure_round(line: Rounds, wrk_run: Any, replay_run: Any) -> None:
+    """One round of ``line``: wrk (``wrk_run()`` → req/s), the replay (``replay_run()`` →
+    ``(rows/s, µs CPU a row)``), wrk again; and the CPU steal over the three."""
+    steal, total = cpu_jiffies()
+    before = wrk_run()
+    rate, cpu_us = replay_run()
+    after = wrk_run()
+    steal_now, total_now = cpu_jiffies()
+    line.replay.append(rate)
+    line.wrk.append((before, after))
+    line.cpu.append(cpu_us)
+    line.steal.append((steal_now - steal) / max(total_now - total, 1))
+
+
 def show_throughput(
     args: argparse.Namespace, size: dict[str, int], workdir: Path, model_port: int
 ) -> None:
     url = f"http://127.0.0.1:{model_port}/predict/"
-    c, rows = args.concurrency, size["replay"]
+    c, rows, seconds = args.concurrency, size["replay"], size["wrk_seconds"]
     stores = {store: STORE_GOALS[store] for store in args.stores}
-    wrk_rates: dict[str, list[float]] = {store: [] for store in [*stores, BARE]}
-    replay_rates: dict[str, list[float]] = {store: [] for store in [*stores, BARE]}
-    cpu: dict[str, list[float]] = {store: [] for store in [*stores, BARE]}  # µs per row
+    lines = {store: Rounds() for store in [*stores, BARE]}
     server_cpu: list[float] = []  # the PostgreSQL server's µs per row
     bodies = replay_bodies(rows, prefix_of(size["large"]), workdir)
     postgres = None
@@ -622,58 +678,60 @@ def show_throughput(
         postgres = results_databases.start_postgres(
             local_services.free_port(), workdir / "logs" / "postgres.log"
         )
+
+    def bare() -> tuple[float, float]:
+        rate, cpu_seconds = bare_client(url, c, rows)
+        return rate, cpu_seconds / rows * 1e6
+
+    def replay_into(store: str) -> tuple[float, float]:
+        with round_store(store, workdir, postgres) as (out_dir, results):
+            mine = os.times()
+            theirs = tree_cpu_seconds(postgres.pid) if store == "postgresql" else 0.0
+            summary = replay_rows(rows, c, out_dir, prefix_of(size["large"]), results)
+            cpu_us = cpu_seconds_since(mine) / rows * 1e6
+            if store == "postgresql":
+                server_cpu.append((tree_cpu_seconds(postgres.pid) - theirs) / rows * 1e6)
+            written = records_in(results, out_dir)
+        if summary["rows"] != rows or written != rows:
+            raise RuntimeError(f"the replay into the {store} store recorded {summary['rows']:,} "
+                               f"rows, wrote {written:,}, not {rows:,}")  # fmt: skip
+        return summary["throughput_rows_per_second"], cpu_us
+
     try:
         for _ in range(size["rounds"]):  # alternated, so a busy moment hits both sides alike
-            wrk_rates[BARE].append(wrk(url, c, size["wrk_seconds"], workdir))
-            rate, seconds = bare_client(url, c, rows)
-            replay_rates[BARE].append(rate)
-            cpu[BARE].append(seconds / rows * 1e6)
+            measure_round(lines[BARE], lambda: wrk(url, c, seconds, workdir), bare)
             for store in stores:
-                wrk_rates[store].append(wrk(url, c, size["wrk_seconds"], workdir, bodies))
-                with round_store(store, workdir, postgres) as (out_dir, results):
-                    mine = os.times()
-                    theirs = tree_cpu_seconds(postgres.pid) if store == "postgresql" else 0.0
-                    summary = replay_rows(rows, c, out_dir, prefix_of(size["large"]), results)
-                    cpu[store].append(cpu_seconds_since(mine) / rows * 1e6)
-                    if store == "postgresql":
-                        server_cpu.append((tree_cpu_seconds(postgres.pid) - theirs) / rows * 1e6)
-                    written = records_in(results, out_dir)
-                if summary["rows"] != rows or written != rows:
-                    raise RuntimeError(f"the replay into the {store} store recorded "
-                                       f"{summary['rows']:,} rows, wrote {written:,}, "
-                                       f"not {rows:,}")  # fmt: skip
-                replay_rates[store].append(summary["throughput_rows_per_second"])
+                measure_round(lines[store], lambda: wrk(url, c, seconds, workdir, bodies),
+                              lambda store=store: replay_into(store))  # fmt: skip
     finally:
         if postgres is not None:
             postgres.stop()
-    one_body = statistics.median(wrk_rates[BARE])
+    one_body = lines[BARE].reference()
     print(f"\n3. Replay throughput ÷ wrk per results store, concurrency {c}, model service "
-          f"--workers {args.model_workers} (medians of {size['rounds']} alternated rounds: wrk "
-          f"POSTing the replay's {rows:,} rows' bodies, then those rows replayed into a fresh "
-          "store, progress included)")  # fmt: skip
+          f"--workers {args.model_workers} (medians of {size['rounds']} alternated rounds; a "
+          f"round: wrk POSTing the replay's {rows:,} rows' bodies for {seconds} s, those rows "
+          "replayed into a fresh store, progress included, wrk again; its ratio: the replay ÷ "
+          "the mean of its two wrk runs)")  # fmt: skip
     for store, goal in stores.items():
-        ours = statistics.median(replay_rates[store])
-        reference = statistics.median(wrk_rates[store])
-        rounds = [a / b for a, b in zip(replay_rates[store], wrk_rates[store], strict=True)]
-        print(f"   {store:<10} ratio {ours / reference:5.2f}   (replay {ours:,.0f} rows/s; wrk "
+        line = lines[store]
+        ours, reference = statistics.median(line.replay), line.reference()
+        print(f"   {store:<10} ratio {line.ratio():5.2f}   (replay {ours:,.0f} rows/s; wrk "
               f"{reference:,.0f} req/s on the same rows; goal ≥ {goal}; "
-              f"rounds {spread(rounds)})")  # fmt: skip
-        print("              rounds: replay " + ", ".join(f"{r:,.0f}" for r in replay_rates[store])
-              + " rows/s; wrk " + ", ".join(f"{r:,.0f}" for r in wrk_rates[store])
-              + " req/s")  # fmt: skip
+              f"rounds {spread(line.ratios())})")  # fmt: skip
+        print(f"              rounds: replay {line.rates()}")
         server = (f" + the PostgreSQL server's {statistics.median(server_cpu):,.0f} µs"
                   if store == "postgresql" else "")  # fmt: skip
         print("              CPU per row: the replay's processes "
-              f"{statistics.median(cpu[store]):,.0f} µs{server}")  # fmt: skip
+              f"{statistics.median(line.cpu):,.0f} µs{server}")  # fmt: skip
         print(f"              ÷ wrk POSTing one normal row ({one_body:,.0f} req/s): "
               f"{ours / one_body:.2f}")  # fmt: skip
     print("   What limits it on this machine:")
-    ours, reference = statistics.median(replay_rates[BARE]), statistics.median(wrk_rates[BARE])
-    rounds = [a / b for a, b in zip(replay_rates[BARE], wrk_rates[BARE], strict=True)]
-    print(f"   {BARE} ratio {ours / reference:5.2f}   (the replay's HTTP client alone, wrk's one "
-          f"body {rows:,} times, nothing else: {ours:,.0f} req/s, "
-          f"{statistics.median(cpu[BARE]):,.0f} µs CPU a request; wrk {reference:,.0f} req/s; "
-          f"rounds {spread(rounds)})")  # fmt: skip
+    line = lines[BARE]
+    print(f"   {BARE} ratio {line.ratio():5.2f}   (the replay's HTTP client alone, wrk's one "
+          f"body {rows:,} times, nothing else: {statistics.median(line.replay):,.0f} req/s, "
+          f"{statistics.median(line.cpu):,.0f} µs CPU a request; wrk {one_body:,.0f} req/s; "
+          f"rounds {spread(line.ratios())})")  # fmt: skip
+    print(f"              rounds: {line.rates().replace(' rows/s', ' req/s', 1)}")
     alone, shares = core_shares(size["spin_seconds"])
     low, high = min(shares), max(shares)
     print(f"   capacity: two CPU-bound processes at once get {low:.0%}–{high:.0%} of a core each "

@@ -58,6 +58,10 @@ def test_the_bench_smoke_run_prints_every_ratio(tmp_path):
         one_body = r"\n +÷ wrk POSTing one normal row \([\d,]+ req/s\): \d+\.\d\d$"
         assert re.search(rf"^   {store} +ratio .*\n.*\n.*CPU per row.*{one_body}", replay,
                          re.MULTILINE), replay  # fmt: skip
+        # Each round: the replay, wrk just before and just after it, the CPU steal over it.
+        rates = (r"\n +rounds: replay [\d,]+ rows/s; wrk before/after [\d,]+/[\d,]+ req/s; "
+                 r"CPU steal \d+\.\d%$")  # fmt: skip
+        assert re.search(rf"^   {store} +ratio .*{rates}", replay, re.MULTILINE), replay
         cpu = r"\n +CPU per row: the replay's processes [\d,]+ µs"
         assert re.search(rf"^   {store} +ratio .*\n.*{cpu}", replay, re.MULTILINE), replay
     assert "the PostgreSQL server's" in replay, replay
@@ -98,3 +102,49 @@ def test_server_cpu_counts_on_when_a_process_ends_while_it_is_read(monkeypatch):
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_rounds_ratio_is_its_replay_over_the_wrk_runs_around_it_and_the_figure_their_median():
+    """The replay figure pairs each replay with the wrk runs just before and after it: a round
+    where the machine slowed (here the third: wrk ran at 120 before and after, the replay got
+    80) does not carry the figure, as it did when the figure was the ratio of the medians
+    (80 / 100 = 0.80 here)."""
+    from scripts import bench
+
+    wrk = [(100.0, 100.0), (50.0, 50.0), (120.0, 120.0), (100.0, 50.0)]
+    line = bench.Rounds(replay=[90.0, 45.0, 80.0, 60.0], wrk=wrk)
+    assert line.ratios() == pytest.approx([0.9, 0.9, 2 / 3, 0.8])
+    assert line.ratio() == pytest.approx(0.85)
+    assert line.reference() == pytest.approx(87.5)
+
+
+def test_a_round_runs_wrk_then_the_replay_then_wrk_and_counts_the_cpu_steal_over_them(
+    monkeypatch,
+):
+    """The machine's counters are read for real once; for the share, ``cpu_jiffies`` is replaced
+    by known counts: a hypervisor's steal cannot be made to happen on demand."""
+    from scripts import bench
+
+    steal, total = bench.cpu_jiffies()  # this machine's /proc/stat
+    assert 0 <= steal <= total
+    assert total > 0
+    order: list[str] = []
+    wrk_rates = iter([1000.0, 800.0])
+    jiffies = iter([(10, 1000), (30, 2000)])  # 20 of 1,000 ticks stolen during the round
+    monkeypatch.setattr(bench, "cpu_jiffies", lambda: next(jiffies))
+
+    def wrk_run() -> float:
+        order.append("wrk")
+        return next(wrk_rates)
+
+    def replay_run() -> tuple[float, float]:
+        order.append("replay")
+        return 810.0, 55.0
+
+    line = bench.Rounds()
+    bench.measure_round(line, wrk_run, replay_run)
+    assert order == ["wrk", "replay", "wrk"]
+    assert (line.replay, line.wrk, line.cpu) == ([810.0], [(1000.0, 800.0)], [55.0])
+    assert line.steal == [pytest.approx(0.02)]
+    assert line.ratios() == pytest.approx([0.9])
+    assert line.rates() == "810 rows/s; wrk before/after 1,000/800 req/s; CPU steal 2.0%"
