@@ -1,9 +1,10 @@
 """The replay's sending process against the real reference model service (a subprocess).
 
 It answers every chunk in order, entry for entry; a model service that never answers fails the
-shard naming the blob and row; it ends with the shard's process, killed at once on an error or
-when that process is SIGKILLed; its command line and environment hold no secret. While a shard
-replays, the heap of its process is frozen out of the garbage collector's passes.
+shard naming the blob and row; an answer that cannot be read fails it naming the sending
+process; it ends with the shard's process, killed at once on an error or when that process is
+SIGKILLed; its command line and environment hold no secret. While a shard replays, the heap of
+its process is frozen out of the garbage collector's passes.
 """
 
 from __future__ import annotations
@@ -187,3 +188,39 @@ def test_a_sigkilled_shard_process_leaves_no_sending_process_and_no_secret_in_ps
         with_child = locals().get("child")
         if with_child and alive(with_child):
             os.kill(with_child, signal.SIGKILL)
+
+
+def outcomes_read_from(sending: send_process.SendProcess, garbage: bytes) -> None:
+    """``sending.outcomes()`` reading ``garbage`` where the sending process's answers come."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, garbage)
+    os.close(write_end)
+    real_stdout, sending._stdout = sending._stdout, os.fdopen(read_end, "rb")
+    try:
+        sending.outcomes()
+    finally:
+        sending._stdout.close()
+        sending._stdout = real_stdout
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\x80\x05\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x03\x8c\xff\xfe", b"\x00\x01", b"N."],
+    ids=["torn-string", "no-pickle", "no-answer"],
+)
+def test_an_answer_that_cannot_be_read_fails_the_shard_naming_the_sending_process(
+    model_service, garbage
+):
+    """The pipe's bytes out of step (seen while py-spy paused both processes: it cannot be made
+    to happen on demand) are stood in for by a pipe of our own holding such bytes, read where
+    the sending process's answers are read. The shard fails (Airflow retries it), naming the
+    sending process, and that process is killed as the shard leaves it."""
+    settings_ = send_process.SendSettings(endpoint(model_service.port), concurrency=1, rate=0)
+    with pytest.raises(RuntimeError) as caught, send_process.SendProcess(settings_) as sending:
+        outcomes_read_from(sending, garbage)
+    pid = sending._process.pid
+    assert str(caught.value).startswith(
+        f"the replay's sending process (PID {pid}) sent an answer that cannot be read ("
+    )
+    assert str(caught.value).endswith("; the shard will be retried")
+    assert sending._process.returncode == -signal.SIGKILL

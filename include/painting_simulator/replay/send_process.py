@@ -46,6 +46,9 @@ from include.painting_simulator.replay import sender
 # The directory that holds the ``include`` package: the child imports this module from it.
 _ROOT = Path(__file__).resolve().parents[3]
 _SECONDS_TO_STOP = 10
+# The first item of each answer of the child (the protocol in the module doc).
+OK, UNREACHED, FAILED = "ok", "unreached", "failed"
+REPLIES = (OK, UNREACHED, FAILED)
 
 
 @dataclass(frozen=True)
@@ -90,11 +93,25 @@ class SendProcess:
             reply = pickle.load(self._stdout)
         except EOFError:
             raise self._ended(" before it answered a chunk") from None
-        if reply[0] == "unreached":
+        except Exception as exc:  # pickle's own, a UnicodeDecodeError, an IndexError, …
+            raise self._unreadable(f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(reply, tuple) or not reply or reply[0] not in REPLIES:
+            raise self._unreadable(f"a {type(reply).__name__} that is no answer")
+        if reply[0] == UNREACHED:
             raise sender.Unreached(reply[2], reply[3], chunk=reply[1])
-        if reply[0] == "failed":
+        if reply[0] == FAILED:
             raise RuntimeError(f"the replay's sending process failed: {reply[1]}")
         return reply[1]
+
+    def _unreadable(self, what: str) -> RuntimeError:
+        """The error of an answer that is not one: the pipe's bytes are out of step (seen when
+        a profiler paused both processes, ``docs/troubleshooting.md``); the shard fails, the
+        sending process is killed as it leaves, and Airflow's retry resumes after the last
+        recorded chunk."""
+        return RuntimeError(
+            f"the replay's sending process (PID {self._process.pid}) sent an answer that cannot "
+            f"be read ({what[:200]}); the shard will be retried"
+        )
 
     def _write(self, message: Any) -> None:
         try:
@@ -182,11 +199,11 @@ async def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
             sending = sender.Sender(
                 session, settings.endpoint, settings.concurrency, settings.rate, shadow
             )
-            await sending.send_chunks(chunks.get, lambda outcomes: replies.put(("ok", outcomes)))
+            await sending.send_chunks(chunks.get, lambda outcomes: replies.put((OK, outcomes)))
     except sender.Unreached as exc:
-        replies.put(("unreached", exc.chunk, exc.index, exc.call))
+        replies.put((UNREACHED, exc.chunk, exc.index, exc.call))
     except Exception as exc:  # the shard's process raises it, naming it
-        replies.put(("failed", f"{type(exc).__name__}: {exc}"))
+        replies.put((FAILED, f"{type(exc).__name__}: {exc}"))
     finally:
         replies.put(None)
         writer.join()
