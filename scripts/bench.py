@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -634,10 +635,10 @@ class Rounds:
         """wrk's median rate, a round's the mean of its two runs."""
         return statistics.median((a + b) / 2 for a, b in self.wrk)
 
-    def rates(self) -> str:
-        """The ``rounds:`` line: each round's replay rate, its wrk rates (before/after) and the
-        CPU steal over it."""
-        return (", ".join(f"{rate:,.0f}" for rate in self.replay) + " rows/s; wrk before/after "
+    def rates(self, unit: str = "rows/s") -> str:
+        """The ``rounds:`` line: each round's replay rate (in ``unit``), its wrk rates
+        (before/after) and the CPU steal over it."""
+        return (", ".join(f"{rate:,.0f}" for rate in self.replay) + f" {unit}; wrk before/after "
                 + ", ".join(f"{a:,.0f}/{b:,.0f}" for a, b in self.wrk) + " req/s; CPU steal "
                 + ", ".join(f"{share:.1%}" for share in self.steal))  # fmt: skip
 
@@ -650,7 +651,9 @@ def cpu_jiffies() -> tuple[int, int]:
     return steal, user + nice + system + idle + iowait + irq + softirq + steal
 
 
-def measure_round(line: Rounds, wrk_run: Any, replay_run: Any) -> None:
+def measure_round(
+    line: Rounds, wrk_run: Callable[[], float], replay_run: Callable[[], tuple[float, float]]
+) -> None:
     """One round of ``line``: wrk (``wrk_run()`` → req/s), the replay (``replay_run()`` →
     ``(rows/s, µs CPU a row)``), wrk again; and the CPU steal over the three."""
     steal, total = cpu_jiffies()
@@ -731,7 +734,7 @@ def show_throughput(
           f"body {rows:,} times, nothing else: {statistics.median(line.replay):,.0f} req/s, "
           f"{statistics.median(line.cpu):,.0f} µs CPU a request; wrk {one_body:,.0f} req/s; "
           f"rounds {spread(line.ratios())})")  # fmt: skip
-    print(f"              rounds: {line.rates().replace(' rows/s', ' req/s', 1)}")
+    print(f"              rounds: {line.rates('req/s')}")
     alone, shares = core_shares(size["spin_seconds"])
     low, high = min(shares), max(shares)
     print(f"   capacity: two CPU-bound processes at once get {low:.0%}–{high:.0%} of a core each "
